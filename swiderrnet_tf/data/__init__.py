@@ -1,0 +1,1 @@
+"""Datasets: registry, TFRecord codec, converters, synthetic data and pipelines."""
