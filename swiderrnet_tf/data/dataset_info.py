@@ -160,3 +160,25 @@ CITYSCAPES = register_dataset(
         colors=tuple(c for _, c in _CITYSCAPES_CLASSES),
     )
 )
+
+# The built-in synthetic dataset (`swiderrnet_tf.data.synthetic`): three textured
+# stuff classes and three shape classes as things.
+SYNTHETIC = register_dataset(
+    DatasetInfo(
+        name="synthetic",
+        num_classes=6,
+        thing_classes=(3, 4, 5),
+        label_divisor=1000,
+        stuff_area_limit=64,
+        eval_scales=(0.75, 1.0, 1.25),
+        class_names=("sky", "grass", "road", "disc", "box", "triangle"),
+        colors=(
+            (70, 130, 180),
+            (107, 142, 35),
+            (128, 64, 128),
+            (220, 20, 60),
+            (0, 0, 142),
+            (250, 170, 30),
+        ),
+    )
+)
