@@ -1,0 +1,1 @@
+"""Command-line tools: model statistics and deeplab2 checkpoint import."""
