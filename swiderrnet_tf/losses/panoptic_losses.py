@@ -108,14 +108,17 @@ def _check_rank(where: str, tensor, rank: int, layout: str) -> None:
 
 
 def _check_same_shape(where: str, tensor, reference_where: str, reference) -> None:
-    """Raises when two static shapes differ in a dimension known on both sides."""
-    for size, reference_size in zip(tensor.shape, reference.shape, strict=True):
-        if size is not None and reference_size is not None and size != reference_size:
-            raise ValueError(
-                f"{where} has shape {tuple(tensor.shape)} but {reference_where} has "
-                f"{tuple(reference.shape)}; predictions and targets must share the "
-                "input resolution"
-            )
+    """Raises when two static shapes differ in rank or in a dimension known on both sides."""
+    same = len(tensor.shape) == len(reference.shape) and all(
+        size is None or reference_size is None or size == reference_size
+        for size, reference_size in zip(tensor.shape, reference.shape, strict=True)
+    )
+    if not same:
+        raise ValueError(
+            f"{where} has shape {tuple(tensor.shape)} but {reference_where} has "
+            f"{tuple(reference.shape)}; predictions and targets must share the "
+            "input resolution"
+        )
 
 
 def softmax_cross_entropy(

@@ -241,6 +241,13 @@ def test_bad_inputs_are_named():
     outputs[common.OFFSETS] = np.zeros((2, 2, 10, 2), np.float32)
     with pytest.raises(ValueError, match="offset_target has shape .* input resolution"):
         panoptic_losses.PanopticLoss()(targets, outputs)
+    targets[common.OFFSET_WEIGHTS] = np.zeros((2, 1, 5, 1), np.float32)
+    with pytest.raises(ValueError, match=r"offset_weights has shape \(2, 1, 5, 1\)"):
+        panoptic_losses.offset_l1(
+            targets[common.OFFSET_TARGET],
+            targets[common.OFFSET_TARGET],
+            targets[common.OFFSET_WEIGHTS],
+        )
     outputs[common.CENTER_HEATMAP] = np.zeros((2, 1, 5, 3), np.float32)
     with pytest.raises(ValueError, match="center_heatmap has shape \\(2, 1, 5, 3\\)"):
         panoptic_losses.PanopticLoss()(targets, outputs)
