@@ -1,0 +1,1 @@
+"""Training losses of Panoptic-DeepLab (`panoptic_losses`), written in `keras.ops`."""

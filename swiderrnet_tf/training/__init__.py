@@ -1,0 +1,1 @@
+"""Training: learning-rate schedules and the trainer's building blocks."""
