@@ -1,0 +1,1 @@
+"""Metrics: panoptic quality, mean IoU, COCO instance AP, and their reports."""
