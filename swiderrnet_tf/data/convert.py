@@ -6,9 +6,10 @@ r"""Converts a panoptic dataset into sharded TFRecords in deeplab2's schema.
 
 Writes `{split}-{i:05d}-of-{n:05d}.tfrecord` shards into --output_dir (local or
 gs://), each example holding the image as stored and a raw int32 panoptic
-label `record class * label_divisor + instance id`, exactly the records
-deeplab2's converters write (see `swiderrnet_tf.data.tfrecord`), except that
-crowd regions keep their class with instance id 0 instead of becoming void.
+label `record class * label_divisor + instance id` in the schema and class
+ids of deeplab2's `build_{cityscapes,coco,ade20k}_data.py` (see
+`swiderrnet_tf.data.tfrecord` and `dataset_info`), except that crowd regions
+keep their class with instance id 0 instead of becoming void.
 Shards are written in parallel by --num_workers processes, each under a
 temporary name renamed when complete: after an interruption, run the same
 command again and it finishes the missing shards.
@@ -45,6 +46,14 @@ ade20k -- ADEChallengeData2016/ after Mask2Former's
   ade20k_panoptic_{split}/                      *.png
   images/{folder}/{file_name}                   *.jpg
 
+A dataset of your own, in the same COCO panoptic format: describe it in a
+JSON or YAML file (see `dataset_info.make_dataset_info`; the JSON's
+`categories` must carry the class names of the description) and give the
+paths of one split:
+  python -m swiderrnet_tf.data.convert --dataset_file=/data/orchard.yaml \
+      --panoptic_json=/data/orchard/val.json --panoptic_dir=/data/orchard/val_png \
+      --image_dir=/data/orchard/val_images --split=val --output_dir=/data/orchard/tfrecord
+
 Every panoptic PNG encodes segment ids as R + 256 * G + 256**2 * B, 0 for void.
 The conversion stops with an error naming the file and the id on: an unknown
 category id, a segment id in a PNG but not in the JSON or the reverse, a crowd
@@ -62,14 +71,20 @@ from absl import app, flags, logging
 from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.data.converters import layouts, panoptic_json, shards
 
-_DATASET = flags.DEFINE_enum(
-    "dataset", None, sorted(layouts.LAYOUTS), "Dataset to convert; its layout is above."
+_DATASET = flags.DEFINE_string(
+    "dataset", None, f"Dataset to convert: {', '.join(sorted(layouts.LAYOUTS))} or your own."
 )
-_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Root directory of the dataset.")
+_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Root directory of a built-in dataset.")
+_DATASET_FILE = flags.DEFINE_string(
+    "dataset_file", None, "JSON or YAML description of your own dataset, registered first."
+)
+_PANOPTIC_JSON = flags.DEFINE_string("panoptic_json", None, "Your dataset: the panoptic JSON.")
+_PANOPTIC_DIR = flags.DEFINE_string("panoptic_dir", None, "Your dataset: the panoptic PNGs.")
+_IMAGE_DIR = flags.DEFINE_string("image_dir", None, "Your dataset: the images.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the TFRecord shards go.")
 _SPLIT = flags.DEFINE_list("split", ["train", "val"], "Splits to convert.")
 _NUM_SHARDS = flags.DEFINE_integer(
-    "num_shards", 0, "Shards per split; 0 picks about 256 MB per shard, at least 16."
+    "num_shards", 0, "Shards per split; 0 aims at 256 MB per shard and at least 16 shards."
 )
 _NUM_WORKERS = flags.DEFINE_integer(
     "num_workers", os.cpu_count() or 1, "Processes writing shards in parallel."
@@ -97,7 +112,7 @@ def default_num_shards(samples: list[panoptic_json.Sample], max_size: int = 0) -
 
 
 def convert_split(
-    dataset: str,
+    dataset: str | layouts.Layout,
     input_dir: str,
     output_dir: str,
     split: str,
@@ -109,8 +124,9 @@ def convert_split(
     """Converts one split; returns the paths of its shards.
 
     Args:
-      dataset: A dataset with a layout in `layouts.LAYOUTS`.
-      input_dir: Root directory of the dataset.
+      dataset: A dataset with a layout in `layouts.LAYOUTS`, or a layout.
+      input_dir: Root directory of the dataset (the layout's paths are
+        relative to it).
       output_dir: Where the shards go.
       split: `train` or `val`.
       num_shards: Number of shards; 0 picks one (`default_num_shards`).
@@ -125,13 +141,13 @@ def convert_split(
       ValueError: on bad inputs (`panoptic_json.ConversionError`, naming the
         file and the id) or an output directory holding another conversion.
     """
-    layout = layouts.get_layout(dataset)
+    layout = layouts.get_layout(dataset) if isinstance(dataset, str) else dataset
     info = dataset_info.get_dataset_info(layout.dataset)
     samples = layout.read_samples(input_dir, split)
     if not samples:
-        raise panoptic_json.ConversionError(f"{dataset} split {split!r} has no annotated images")
+        raise panoptic_json.ConversionError(f"{info.name} split {split!r} has no annotated images")
     num_shards = num_shards or default_num_shards(samples, max_size)
-    logging.info("%s %s: %d images into %d shards", dataset, split, len(samples), num_shards)
+    logging.info("%s %s: %d images into %d shards", info.name, split, len(samples), num_shards)
 
     return shards.write_sharded(
         items=samples,
@@ -143,18 +159,47 @@ def convert_split(
         split=split,
         num_shards=num_shards,
         num_workers=num_workers,
-        settings={"dataset": dataset, "max_size": max_size, "jpeg_quality": jpeg_quality},
+        settings={"dataset": info.name, "max_size": max_size, "jpeg_quality": jpeg_quality},
     )
+
+
+def _layouts_to_convert() -> list[tuple[layouts.Layout, str, str]]:
+    """(layout, input_dir, split) for every split the flags ask for."""
+    dataset = _DATASET.value
+    if _DATASET_FILE.value:
+        registered = dataset_info.register_dataset_file(_DATASET_FILE.value)
+        if dataset not in (None, registered):
+            raise ValueError(f"--dataset={dataset}, but {_DATASET_FILE.value} is {registered!r}")
+        dataset = registered
+    if dataset is None:
+        raise ValueError("give --dataset or --dataset_file")
+    own_paths = (_PANOPTIC_JSON.value, _PANOPTIC_DIR.value, _IMAGE_DIR.value)
+    if any(own_paths):
+        if not all(own_paths) or len(_SPLIT.value) != 1:
+            raise ValueError(
+                "your own dataset needs --panoptic_json, --panoptic_dir, --image_dir and "
+                "a single --split"
+            )
+        split = _SPLIT.value[0]
+        return [(layouts.custom_layout(dataset, split, *own_paths), "", split)]
+    if dataset not in layouts.LAYOUTS:
+        raise ValueError(
+            f"dataset {dataset!r} has no built-in layout ({sorted(layouts.LAYOUTS)}); give "
+            f"--panoptic_json, --panoptic_dir and --image_dir"
+        )
+    if not _INPUT_DIR.value:
+        raise ValueError(f"--input_dir is required for {dataset!r}")
+    return [(layouts.get_layout(dataset), _INPUT_DIR.value, split) for split in _SPLIT.value]
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        for split in _SPLIT.value:
+        for layout, input_dir, split in _layouts_to_convert():
             convert_split(
-                _DATASET.value,
-                _INPUT_DIR.value,
+                layout,
+                input_dir,
                 _OUTPUT_DIR.value,
                 split,
                 num_shards=_NUM_SHARDS.value,
@@ -168,5 +213,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["dataset", "input_dir", "output_dir"])
+    flags.mark_flags_as_required(["output_dir"])
     app.run(main)

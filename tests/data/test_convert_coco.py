@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from swiderrnet_tf.data import convert
+from swiderrnet_tf.data.converters import panoptic_json
 from tests.data import panoptic_reference
 
 SAMPLE = pathlib.Path(__file__).parents[1] / "testdata" / "coco_panoptic_sample"
@@ -78,3 +79,19 @@ def test_coco_sample_round_trip(coco_root, tmp_path):
         total_crowd += crowd.sum()
         assert np.all(record["label"][ids == 0] == 0)
     assert total_crowd > 0
+
+
+def test_default_num_shards():
+    def samples(count, height, width):
+        sample = panoptic_json.Sample("x", "x.jpg", "x.png", "x.json", (), height * width)
+        return [sample] * count
+
+    # Fewer than 16 images: one shard each.
+    assert convert.default_num_shards(samples(3, 480, 640)) == 3
+    # 100 Cityscapes-sized images of 10 MiB (5 bytes per pixel): 16 shards at least.
+    assert convert.default_num_shards(samples(100, 1024, 2048)) == 16
+    # 3000 of them, 30000 MiB: ceil(30000 / 256) = 118 shards.
+    assert convert.default_num_shards(samples(3000, 1024, 2048)) == 118
+    # 1000 images of 3000x4000 resized to at most 2049 pixels a side:
+    # ceil(1000 * 2049**2 * 5 / 2**28) = 79.
+    assert convert.default_num_shards(samples(1000, 3000, 4000), max_size=2049) == 79

@@ -11,6 +11,10 @@ tools that produce them write them:
   * ADE20K panoptic: Mask2Former's `datasets/prepare_ade20k_pan_seg.py`, run
     in `ADEChallengeData2016/` (deeplab2's `g3doc/setup/ade20k.md`).
 
+A dataset of one's own in the same COCO panoptic format gets a layout from
+explicit paths (`custom_layout`), its JSON categories matched to the classes
+of its `DatasetInfo` by name.
+
 Templates may use `{split}` (`train` or `val`), `{folder}` (the split's folder
 name), `{file_name}` (the `file_name` of the JSON's `images` entry) and
 `{city}` (the part of that file name before its first `_`).
@@ -133,6 +137,47 @@ LAYOUTS = {
         category_ids=tuple(row[0] for row in ade20k_classes.CLASSES),
     ),
 }
+
+
+def _escape(path: str) -> str:
+    return path.replace("{", "{{").replace("}", "}}")
+
+
+def custom_layout(
+    dataset: str, split: str, panoptic_json_path: str, panoptic_dir: str, image_dir: str
+) -> Layout:
+    """The layout of one split of a registered dataset in COCO panoptic format.
+
+    Args:
+      dataset: Registry name (e.g. registered from a description file).
+      split: The split these files hold.
+      panoptic_json_path: The panoptic JSON; its `categories` must name every
+        class of the dataset (`DatasetInfo.class_names`).
+      panoptic_dir: Directory of the panoptic PNGs.
+      image_dir: Directory of the images (`file_name` of the JSON's images).
+
+    Returns:
+      The layout, category ids matched to model classes by name.
+
+    Raises:
+      ConversionError: naming the JSON, when a class has no category.
+    """
+    info = dataset_info_lib.get_dataset_info(dataset)
+    categories = panoptic_json.load_json(panoptic_json_path).get("categories", [])
+    id_of_name = {c.get("name"): c.get("id") for c in categories}
+    missing = [name for name in info.class_names if name not in id_of_name]
+    if missing:
+        raise panoptic_json.ConversionError(
+            f"{panoptic_json_path}: 'categories' has no category named {missing} (classes "
+            f"of dataset {dataset!r}); categories are matched to classes by name"
+        )
+    return Layout(
+        dataset=dataset,
+        split_folders=((split, split),),
+        annotations=((_escape(panoptic_json_path), _escape(panoptic_dir)),),
+        image=os.path.join(_escape(image_dir), "{file_name}"),
+        category_ids=tuple(id_of_name[name] for name in info.class_names),
+    )
 
 
 def get_layout(dataset: str) -> Layout:
