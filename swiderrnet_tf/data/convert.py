@@ -65,6 +65,7 @@ import functools
 import math
 import os
 import sys
+import time
 
 from absl import app, flags, logging
 
@@ -149,7 +150,8 @@ def convert_split(
     num_shards = num_shards or default_num_shards(samples, max_size)
     logging.info("%s %s: %d images into %d shards", info.name, split, len(samples), num_shards)
 
-    return shards.write_sharded(
+    start = time.monotonic()
+    paths = shards.write_sharded(
         items=samples,
         item_names=[s.name for s in samples],
         convert_fn=functools.partial(
@@ -161,6 +163,15 @@ def convert_split(
         num_workers=num_workers,
         settings={"dataset": info.name, "max_size": max_size, "jpeg_quality": jpeg_quality},
     )
+    logging.info(
+        "%s %s: %d shards in %s (%.0f s)",
+        info.name,
+        split,
+        num_shards,
+        output_dir,
+        time.monotonic() - start,
+    )
+    return paths
 
 
 def _layouts_to_convert() -> list[tuple[layouts.Layout, str, str]]:

@@ -38,6 +38,10 @@ def expect_error(root, tmp_path, *fragments):
         convert_coco(root, tmp_path)
     for fragment in fragments:
         assert fragment in str(error.value), (fragment, str(error.value))
+    # No half-written shard is left behind.
+    output_dir = tmp_path / "out"
+    leftovers = [p.name for p in output_dir.iterdir()] if output_dir.exists() else []
+    assert set(leftovers) <= {"val-conversion.json"}, leftovers
 
 
 def test_unknown_category_id(coco_root, tmp_path):
@@ -92,6 +96,12 @@ def test_missing_image(coco_root, tmp_path):
     image_path = coco_root / "val2017" / f"{IMAGE}.jpg"
     image_path.unlink()
     expect_error(coco_root, tmp_path, str(image_path), "unreadable image")
+
+
+def test_not_an_image(coco_root, tmp_path):
+    image_path = coco_root / "val2017" / f"{IMAGE}.jpg"
+    image_path.write_text("not an image")
+    expect_error(coco_root, tmp_path, str(image_path), "not an image format Pillow reads")
 
 
 def test_more_instances_than_the_label_divisor_allows(tmp_path):

@@ -100,7 +100,7 @@ def _check_categories(data, json_path, class_of_category, info):
             )
 
 
-def _record_segments(annotation, json_path, class_of_category, info):
+def _record_segments(annotation, json_path, class_of_category, info, is_thing):
     """Record panoptic ids for one annotation's segments, instance ids from 1."""
     where = f"{json_path}: image_id {annotation['image_id']!r}"
     next_instance = {}
@@ -122,7 +122,7 @@ def _record_segments(annotation, json_path, class_of_category, info):
                 f"({min(class_of_category)}..{max(class_of_category)})"
             )
         record_class = model_class + info.record_class_offset
-        if not info.is_thing[model_class]:
+        if not is_thing[model_class]:
             if segment.get("iscrowd", 0):
                 raise ConversionError(
                     f"{where}: segment id {segment_id} is crowd but category id "
@@ -172,6 +172,7 @@ def read_samples(
     data = load_json(json_path)
     class_of_category = {c: i for i, c in enumerate(category_ids)}
     _check_categories(data, json_path, class_of_category, info)
+    is_thing = info.is_thing
     images = {}
     for image in data["images"]:
         if image.get("id") in images:
@@ -194,7 +195,7 @@ def read_samples(
             image_path=image_path_fn(image),
             label_path=os.path.join(label_dir, annotation["file_name"]),
             json_path=json_path,
-            segments=_record_segments(annotation, json_path, class_of_category, info),
+            segments=_record_segments(annotation, json_path, class_of_category, info, is_thing),
             num_pixels=int(image.get("height", 0)) * int(image.get("width", 0)),
         )
     return [samples[name] for name in sorted(samples)]
@@ -206,6 +207,10 @@ def _open_image(path: str, what: str, sample: Sample) -> tuple[bytes, Image.Imag
             data = f.read()
         image = Image.open(io.BytesIO(data))
         image.load()
+    except Image.UnidentifiedImageError as e:
+        raise ConversionError(
+            f"{path}: unreadable {what} for {sample.name!r}: not an image format Pillow reads"
+        ) from e
     except (OSError, tf.errors.OpError, Image.DecompressionBombError) as e:
         raise ConversionError(f"{path}: unreadable {what} for {sample.name!r}: {e}") from e
     return data, image

@@ -94,11 +94,15 @@ def write_shard(path: str, items: list, convert_fn) -> str:
       `path`.
     """
     tmp_path = f"{path}{_TMP_SUFFIX}-{os.getpid()}"
-    with tf.io.TFRecordWriter(tmp_path) as writer:
-        for item in items:
-            writer.write(convert_fn(item))
-            if _progress_queue is not None:
-                _progress_queue.put(1)
+    try:
+        with tf.io.TFRecordWriter(tmp_path) as writer:
+            for item in items:
+                writer.write(convert_fn(item))
+                if _progress_queue is not None:
+                    _progress_queue.put(1)
+    except BaseException:
+        tf.io.gfile.remove(tmp_path)
+        raise
     if "://" not in tmp_path:
         # The rename must not reach the disk before the data does.
         with open(tmp_path, "rb") as f:
