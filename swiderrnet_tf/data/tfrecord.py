@@ -102,7 +102,9 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     Returns:
       A dict with `image` `[height, width, 3]` uint8, `label` `[height, width]`
       int32 (record classes: panoptic ids for `raw` labels, classes for `png`
-      labels), `height`, `width` (int32 scalars) and `filename` (string).
+      labels; -1 everywhere when the example has no label), `has_label`
+      (bool scalar), `height`, `width` (int32 scalars) and `filename`
+      (string).
     """
     parsed = tf.io.parse_single_example(serialized, _FEATURES)
     height = tf.cast(parsed[IMAGE_HEIGHT], tf.int32)
@@ -110,16 +112,23 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     image = tf.io.decode_image(parsed[IMAGE_ENCODED], channels=3, expand_animations=False)
     image = tf.ensure_shape(image, [None, None, 3])
     label_bytes = parsed[LABEL_ENCODED]
-    label = tf.cond(
-        tf.equal(parsed[LABEL_FORMAT], LABEL_FORMAT_PNG),
-        lambda: tf.cast(tf.io.decode_png(label_bytes, channels=1)[:, :, 0], tf.int32),
-        lambda: tf.reshape(
-            tf.io.decode_raw(label_bytes, tf.int32, little_endian=True), [height, width]
-        ),
-    )
+    has_label = tf.strings.length(label_bytes) > 0
+
+    def decode_label():
+        return tf.cond(
+            tf.equal(parsed[LABEL_FORMAT], LABEL_FORMAT_PNG),
+            lambda: tf.cast(tf.io.decode_png(label_bytes, channels=1)[:, :, 0], tf.int32),
+            lambda: tf.reshape(
+                tf.io.decode_raw(label_bytes, tf.int32, little_endian=True), [height, width]
+            ),
+        )
+
+    # deeplab2 writes test splits without labels; -1 is no record class.
+    label = tf.cond(has_label, decode_label, lambda: tf.fill([height, width], -1))
     return {
         "image": image,
         "label": label,
+        "has_label": has_label,
         "height": height,
         "width": width,
         "filename": parsed[IMAGE_FILENAME],

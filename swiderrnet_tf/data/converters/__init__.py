@@ -1,0 +1,1 @@
+"""Dataset converters: panoptic JSON + PNG layouts to sharded deeplab2 TFRecords."""
