@@ -23,6 +23,7 @@ setuptools.setup(
         "numpy>=1.26,<2.5",
         "pycocotools==2.0.11",
         "pillow==13.0.0",
+        "pyyaml==6.0.4",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],

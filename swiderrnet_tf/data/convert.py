@@ -67,33 +67,14 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 from swiderrnet_tf.data import dataset_info
-from swiderrnet_tf.data.converters import layouts, panoptic_json, shards
-
-_DATASET = flags.DEFINE_string(
-    "dataset", None, f"Dataset to convert: {', '.join(sorted(layouts.LAYOUTS))} or your own."
-)
-_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Root directory of a built-in dataset.")
-_DATASET_FILE = flags.DEFINE_string(
-    "dataset_file", None, "JSON or YAML description of your own dataset, registered first."
-)
-_PANOPTIC_JSON = flags.DEFINE_string("panoptic_json", None, "Your dataset: the panoptic JSON.")
-_PANOPTIC_DIR = flags.DEFINE_string("panoptic_dir", None, "Your dataset: the panoptic PNGs.")
-_IMAGE_DIR = flags.DEFINE_string("image_dir", None, "Your dataset: the images.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the TFRecord shards go.")
-_SPLIT = flags.DEFINE_list("split", ["train", "val"], "Splits to convert.")
-_NUM_SHARDS = flags.DEFINE_integer(
-    "num_shards", 0, "Shards per split; 0 aims at 256 MB per shard and at least 16 shards."
-)
-_NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", os.cpu_count() or 1, "Processes writing shards in parallel."
-)
-_MAX_SIZE = flags.DEFINE_integer(
-    "max_size", 0, "If positive, resize images whose longest side is longer to this size."
-)
-_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of resized images.")
+from swiderrnet_tf.data.converters import layouts
+from swiderrnet_tf.data.converters import panoptic_json
+from swiderrnet_tf.data.converters import shards
 
 _TARGET_SHARD_BYTES = 256 * 2**20
 # Raw int32 labels take 4 bytes per pixel; encoded images about one more.
@@ -176,31 +157,60 @@ def convert_split(
 
 def _layouts_to_convert() -> list[tuple[layouts.Layout, str, str]]:
     """(layout, input_dir, split) for every split the flags ask for."""
-    dataset = _DATASET.value
-    if _DATASET_FILE.value:
-        registered = dataset_info.register_dataset_file(_DATASET_FILE.value)
+    dataset = FLAGS.dataset
+    if FLAGS.dataset_file:
+        registered = dataset_info.register_dataset_file(FLAGS.dataset_file)
         if dataset not in (None, registered):
-            raise ValueError(f"--dataset={dataset}, but {_DATASET_FILE.value} is {registered!r}")
+            raise ValueError(f"--dataset={dataset}, but {FLAGS.dataset_file} is {registered!r}")
         dataset = registered
     if dataset is None:
         raise ValueError("give --dataset or --dataset_file")
-    own_paths = (_PANOPTIC_JSON.value, _PANOPTIC_DIR.value, _IMAGE_DIR.value)
+    own_paths = (FLAGS.panoptic_json, FLAGS.panoptic_dir, FLAGS.image_dir)
     if any(own_paths):
-        if not all(own_paths) or len(_SPLIT.value) != 1:
+        if not all(own_paths) or len(FLAGS.split) != 1:
             raise ValueError(
                 "your own dataset needs --panoptic_json, --panoptic_dir, --image_dir and "
                 "a single --split"
             )
-        split = _SPLIT.value[0]
+        split = FLAGS.split[0]
         return [(layouts.custom_layout(dataset, split, *own_paths), "", split)]
     if dataset not in layouts.LAYOUTS:
         raise ValueError(
             f"dataset {dataset!r} has no built-in layout ({sorted(layouts.LAYOUTS)}); give "
             f"--panoptic_json, --panoptic_dir and --image_dir"
         )
-    if not _INPUT_DIR.value:
+    if not FLAGS.input_dir:
         raise ValueError(f"--input_dir is required for {dataset!r}")
-    return [(layouts.get_layout(dataset), _INPUT_DIR.value, split) for split in _SPLIT.value]
+    return [(layouts.get_layout(dataset), FLAGS.input_dir, split) for split in FLAGS.split]
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program)."""
+    flags.DEFINE_string(
+        "dataset", None, f"Dataset to convert: {', '.join(sorted(layouts.LAYOUTS))} or your own."
+    )
+    flags.DEFINE_string("input_dir", None, "Root directory of a built-in dataset.")
+    flags.DEFINE_string(
+        "dataset_file", None, "JSON or YAML description of your own dataset, registered first."
+    )
+    flags.DEFINE_string("panoptic_json", None, "Your dataset: the panoptic JSON.")
+    flags.DEFINE_string("panoptic_dir", None, "Your dataset: the panoptic PNGs.")
+    flags.DEFINE_string("image_dir", None, "Your dataset: the images.")
+    flags.DEFINE_string("output_dir", None, "Where the TFRecord shards go.")
+    flags.DEFINE_list("split", ["train", "val"], "Splits to convert.")
+    flags.DEFINE_integer(
+        "num_shards", 0, "Shards per split; 0 aims at 256 MB per shard and at least 16 shards."
+    )
+    flags.DEFINE_integer(
+        "num_workers", os.cpu_count() or 1, "Processes writing shards in parallel."
+    )
+    flags.DEFINE_integer(
+        "max_size", 0, "If positive, resize images whose longest side is longer to this size."
+    )
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of resized images.")
 
 
 def main(argv):
@@ -211,12 +221,12 @@ def main(argv):
             convert_split(
                 layout,
                 input_dir,
-                _OUTPUT_DIR.value,
+                FLAGS.output_dir,
                 split,
-                num_shards=_NUM_SHARDS.value,
-                num_workers=_NUM_WORKERS.value,
-                max_size=_MAX_SIZE.value,
-                jpeg_quality=_JPEG_QUALITY.value,
+                num_shards=FLAGS.num_shards,
+                num_workers=FLAGS.num_workers,
+                max_size=FLAGS.max_size,
+                jpeg_quality=FLAGS.jpeg_quality,
             )
     except ValueError as e:
         logging.debug("conversion failed", exc_info=True)
@@ -224,5 +234,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["output_dir"])
     app.run(main)

@@ -29,7 +29,9 @@ import pathlib
 
 import gin
 
-from swiderrnet_tf.data import ade20k_classes, coco_classes, mapillary_classes
+from swiderrnet_tf.data import ade20k_classes
+from swiderrnet_tf.data import coco_classes
+from swiderrnet_tf.data import mapillary_classes
 
 IGNORE_LABEL = 255
 _INT32_MAX = 2**31 - 1

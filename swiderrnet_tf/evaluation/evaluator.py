@@ -20,7 +20,10 @@ import numpy as np
 
 from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
-from swiderrnet_tf.evaluation import inputs, instance_ap, mean_iou, panoptic_quality
+from swiderrnet_tf.evaluation import inputs
+from swiderrnet_tf.evaluation import instance_ap
+from swiderrnet_tf.evaluation import mean_iou
+from swiderrnet_tf.evaluation import panoptic_quality
 
 
 class PanopticEvaluator:

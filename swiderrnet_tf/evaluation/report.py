@@ -9,7 +9,8 @@ written to JSON as `null`.
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import tensorflow as tf
 

@@ -8,8 +8,10 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from swiderrnet_tf.data import convert, dataset_info
-from swiderrnet_tf.data.converters import layouts, panoptic_json
+from swiderrnet_tf.data import convert
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data.converters import layouts
+from swiderrnet_tf.data.converters import panoptic_json
 from tests.data import panoptic_reference
 
 SAMPLE = pathlib.Path(__file__).parents[1] / "testdata" / "coco_panoptic_sample"
@@ -30,6 +32,8 @@ def describe(tmp_path, name, class_names, things) -> pathlib.Path:
 
 
 def run_cli(*argv):
+    if "panoptic_json" not in flags.FLAGS:
+        convert.define_flags()
     with flagsaver.flagsaver():
         flags.FLAGS(["convert", *argv])
         convert.main(["convert"])

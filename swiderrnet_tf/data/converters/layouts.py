@@ -25,8 +25,10 @@ import os
 
 import tensorflow as tf
 
-from swiderrnet_tf.data import ade20k_classes, coco_classes, mapillary_classes
+from swiderrnet_tf.data import ade20k_classes
+from swiderrnet_tf.data import coco_classes
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
+from swiderrnet_tf.data import mapillary_classes
 from swiderrnet_tf.data.converters import panoptic_json
 
 
