@@ -33,6 +33,7 @@ Deviations from deeplab2:
      (semantic-only) labels are rejected with an error naming the file.
 """
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -132,8 +133,9 @@ def build_dataset(
       shuffle_buffer: Records (serialised) held for shuffling in training.
       min_scale, max_scale, scale_step: Random-scale candidates (training).
       autoaugment: Applies the paper's Table 2 policy to training images.
-      seed: Makes training repeatable (shuffles and augmentations); `None`
-        draws fresh randomness and allows out-of-order parallel processing.
+      seed: Makes training repeatable (shuffles and augmentations; each
+        host derives its own seeds from it); `None` draws fresh randomness
+        and allows out-of-order parallel processing.
       num_parallel_calls: Parallelism of the per-example map and interleave.
       cycle_length: Files read concurrently in training.
       small_instance_area, small_instance_weight, center_sigma: Target
@@ -154,7 +156,11 @@ def build_dataset(
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
+    seeds = [None] * 3
+    if seed is not None:
+        # Hosts sharing a seed must not draw the same augmentations.
+        host = 0 if input_context is None else input_context.input_pipeline_id
+        seeds = [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(3)]
     deterministic = seed is not None or not training
 
     files = list_files(file_pattern)

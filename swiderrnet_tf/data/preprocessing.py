@@ -63,8 +63,9 @@ def to_model_panoptic(
             filename,
             "has a record class outside the void class "
             f"{info.record_ignore_label} and {info.record_class_offset}.."
-            f"{info.record_class_offset + info.num_classes - 1}; first bad class:",
-            tf.boolean_mask(record_class, ~known)[:1],
+            f"{info.record_class_offset + info.num_classes - 1}; largest bad class:",
+            # A reduction, not a mask: the message's data is computed on every call.
+            tf.reduce_max(tf.where(known, -1, record_class)),
         ],
     )
     with tf.control_dependencies([check]):

@@ -25,7 +25,7 @@ def test_record_classes_map_to_model_classes():
 
 def test_unknown_record_class_names_the_file_and_class():
     record = tf.constant([[1000, 7000]], tf.int32)  # class 7 of 6
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)img_0042.*first bad class.*7"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)img_0042.*largest bad class.*7"):
         preprocessing.to_model_panoptic(record, INFO, tf.constant("img_0042"))
 
 
