@@ -9,8 +9,10 @@ of the scenes hold a crowd region (a cluster of small shapes of one thing
 class, instance id 0) and about a third a void patch (near-black, record class
 `record_ignore_label`). Colour families and textures are distinct and
 instances are placed apart on average, so a small model learns the dataset on
-a CPU in minutes; sizes scale with the image, with about 30% of instances
-small (under 4096 pixels at the default 129x129, and at 513x513 too).
+a CPU in minutes. Sizes scale with the shorter side (about 30% of instances
+are drawn small, 3.5-7% of it): at the default 129x129 every instance has
+fewer than 4096 pixels (and gets the small-instance weight); at 513x513 and
+above both kinds occur.
 
 Records use the deeplab2 schema (`tfrecord.encode_panoptic_example`, PNG
 images, raw int32 panoptic labels) and the converters' shard names
@@ -165,7 +167,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int):
         image[vy : vy + vh, vx : vx + vw] = np.where(specks, 230.0, dark)
         semantic[vy : vy + vh, vx : vx + vw] = VOID
 
-    # Shapes, and at most one crowd cluster, placed apart: (cy, cx, reach, is_crowd).
+    # Shapes, and at most one crowd cluster, placed apart: (cy, cx, size, is_crowd).
     num_shapes = rng.integers(2, 7) * max(1, round(height * width / short**2))
     slots = [False] * num_shapes + ([True] if rng.uniform() < 0.3 else [])
     placed = []
