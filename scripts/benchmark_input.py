@@ -18,9 +18,13 @@ import tempfile
 import time
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
-from swiderrnet_tf.data import dataset_info, pipeline, synthetic
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

@@ -40,14 +40,11 @@ from absl import logging
 from swiderrnet_tf import common
 from swiderrnet_tf.data import autoaugment as autoaugment_lib
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
-from swiderrnet_tf.data import preprocessing, targets, tfrecord
+from swiderrnet_tf.data import preprocessing
+from swiderrnet_tf.data import targets
+from swiderrnet_tf.data import tfrecord
 
 AUTOTUNE = tf.data.AUTOTUNE
-_LABEL_FORMAT_ONLY = {
-    tfrecord.LABEL_FORMAT: tf.io.FixedLenFeature(
-        [], tf.string, default_value=tfrecord.LABEL_FORMAT_RAW
-    )
-}
 
 
 def list_files(file_pattern: str | list[str]) -> list[str]:
@@ -69,7 +66,7 @@ def list_files(file_pattern: str | list[str]) -> list[str]:
 def _decode(serialized, info):
     """Parses a record into a uint8 image, a model-space panoptic map and its name."""
     example = tfrecord.decode_example(serialized)
-    label_format = tf.io.parse_single_example(serialized, _LABEL_FORMAT_ONLY)[tfrecord.LABEL_FORMAT]
+    label_format = example["label_format"]
     check = tf.debugging.Assert(
         tf.equal(label_format, tfrecord.LABEL_FORMAT_RAW),
         [

@@ -33,7 +33,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 from PIL import Image
 
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
@@ -214,11 +216,9 @@ def encode_example(split: str, index: int, *, height: int, width: int, seed: int
     image, semantic, instance = render_scene(rng, height, width)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    serialized = tfrecord.encode_panoptic_example(
+    return tfrecord.encode_panoptic_example(
         buffer.getvalue(), "png", f"{split}_{index:06d}", record_panoptic(semantic, instance)
     )
-    # Feature-map order varies between processes unless serialised deterministically.
-    return tf.train.Example.FromString(serialized).SerializeToString(deterministic=True)
 
 
 def shard_paths(output_dir: str, split: str, num_shards: int) -> list[str]:

@@ -90,7 +90,9 @@ def encode_panoptic_example(
         LABEL_ENCODED: _bytes(panoptic.astype("<i4").tobytes()),
         LABEL_FORMAT: _bytes(LABEL_FORMAT_RAW.encode("utf-8")),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # Map order would otherwise vary between processes: records must be byte-stable.
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -103,8 +105,8 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
       A dict with `image` `[height, width, 3]` uint8, `label` `[height, width]`
       int32 (record classes: panoptic ids for `raw` labels, classes for `png`
       labels; -1 everywhere when the example has no label), `has_label`
-      (bool scalar), `height`, `width` (int32 scalars) and `filename`
-      (string).
+      (bool scalar), `label_format` (`raw` or `png`), `height`, `width` (int32
+      scalars) and `filename` (string).
     """
     parsed = tf.io.parse_single_example(serialized, _FEATURES)
     height = tf.cast(parsed[IMAGE_HEIGHT], tf.int32)
@@ -129,6 +131,7 @@ def decode_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "image": image,
         "label": label,
         "has_label": has_label,
+        "label_format": parsed[LABEL_FORMAT],
         "height": height,
         "width": width,
         "filename": parsed[IMAGE_FILENAME],

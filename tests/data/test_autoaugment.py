@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image
+from PIL import ImageEnhance
+from PIL import ImageOps
 
 from swiderrnet_tf.data import autoaugment
 

@@ -8,7 +8,10 @@ import tensorflow as tf
 from PIL import Image
 
 from swiderrnet_tf import common
-from swiderrnet_tf.data import dataset_info, pipeline, synthetic, tfrecord
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import synthetic
+from swiderrnet_tf.data import tfrecord
 
 INFO = dataset_info.SYNTHETIC
 CROP = (65, 81)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from swiderrnet_tf.data import dataset_info, preprocessing
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data import preprocessing
 
 INFO = dataset_info.SYNTHETIC
 VOID = 255 * 1000

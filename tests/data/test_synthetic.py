@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from swiderrnet_tf.data import dataset_info, synthetic
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data import synthetic
 
 INFO = dataset_info.SYNTHETIC
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -6,7 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 from swiderrnet_tf import common
-from swiderrnet_tf.data import dataset_info, synthetic, targets
+from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.data import synthetic
+from swiderrnet_tf.data import targets
 
 INFO = dataset_info.SYNTHETIC  # stuff 0, 1, 2; things 3, 4, 5; divisor 1000
 VOID = 255 * 1000
