@@ -1,0 +1,141 @@
+"""Training checkpoints: save, keep the last K, resume from the newest complete one.
+
+A checkpoint is a `tf.train.Checkpoint(model, optimizer, step)` written by
+`tf.train.CheckpointManager` as `model_dir/ckpt-<step>`. TensorFlow writes the
+shards under `ckpt-<step>_temp/`, merges them into `ckpt-<step>.index` and
+`.data-*`, and only then rewrites the `checkpoint` state file (through a
+temporary file and a rename), so the state file only ever names complete
+checkpoints. A run killed while saving leaves at most a stale `_temp` folder,
+which the next run removes. On resume, checkpoints named by the state file
+whose files are missing (deleted by hand, or by a sweep cut short) are
+skipped with a warning, newest first.
+
+In a multi-worker run every worker takes part in a save (it is a collective);
+the chief writes to `model_dir`, the others to a scratch folder deleted right
+after.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+CHECKPOINT_NAME = "ckpt"
+_NUMBER = re.compile(r"-(\d+)$")
+
+
+def checkpoint_step(path: str) -> int:
+    """The step in a checkpoint prefix `.../ckpt-<step>`."""
+    match = _NUMBER.search(path)
+    if not match:
+        raise ValueError(f"{path}: not a training checkpoint prefix (expected .../ckpt-<step>)")
+    return int(match.group(1))
+
+
+def is_complete(prefix: str) -> bool:
+    """Whether the index and every data shard of a checkpoint exist."""
+    if not tf.io.gfile.exists(prefix + ".index"):
+        return False
+    shards = tf.io.gfile.glob(prefix + ".data-*")
+    if not shards:
+        return False
+    match = re.search(r"\.data-\d+-of-(\d+)$", shards[0])
+    return match is None or len(shards) == int(match.group(1))
+
+
+def complete_checkpoints(model_dir: str) -> list[str]:
+    """Checkpoints the state file of `model_dir` names, newest first, complete only."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p) for p in paths]
+    result = []
+    for path in sorted(paths, key=checkpoint_step, reverse=True):
+        if is_complete(path):
+            result.append(path)
+        else:
+            logging.warning(
+                "Checkpoint %s is named in the state file but incomplete; skipped", path
+            )
+    return result
+
+
+def latest_checkpoint(model_dir: str) -> str | None:
+    """The newest complete checkpoint of `model_dir`, or None."""
+    paths = complete_checkpoints(model_dir)
+    return paths[0] if paths else None
+
+
+def remove_stale_temp(model_dir: str) -> None:
+    """Deletes `ckpt-*_temp` folders left by a save that was killed."""
+    for path in tf.io.gfile.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*_temp")):
+        logging.info("Removing %s, left by an interrupted save", path)
+        tf.io.gfile.rmtree(path)
+
+
+class TrainCheckpoints:
+    """Saves and restores the training state `(model, optimizer, step)`.
+
+    Args:
+      model, optimizer: Built inside the strategy's scope.
+      step: The int64 step variable.
+      model_dir: Where the chief keeps the checkpoints.
+      max_to_keep: How many recent checkpoints to keep.
+      chief: Whether this process owns `model_dir`.
+      task: Name of this process (scratch folder of non-chief workers).
+    """
+
+    def __init__(self, *, model, optimizer, step, model_dir, max_to_keep, chief=True, task="chief"):
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        self.step = step
+        self.model_dir = model_dir
+        self.chief = chief
+        directory = model_dir if chief else os.path.join(model_dir, "worker_scratch", task)
+        if chief:
+            tf.io.gfile.makedirs(model_dir)
+            remove_stale_temp(model_dir)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_NAME
+        )
+        self.last_saved = latest_checkpoint(model_dir)
+
+    def restore_latest(self) -> str | None:
+        """Restores the newest complete checkpoint of `model_dir`; returns it or None.
+
+        Raises:
+          ValueError: If the checkpoint does not hold the whole training state
+            of this model (e.g. another architecture was trained in `model_dir`).
+        """
+        path = latest_checkpoint(self.model_dir)
+        if path is None:
+            return None
+        status = self.checkpoint.restore(path)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            raise ValueError(
+                f"{path} does not match this model and optimizer (was another configuration "
+                f"trained in {self.model_dir}?): {str(e)[:2000]}"
+            ) from e
+        logging.info("Resumed from %s at step %d", path, int(self.step.numpy()))
+        self.last_saved = path
+        return path
+
+    def save(self) -> str:
+        """Saves at the current step (every worker must call it); returns the chief's path."""
+        step = int(self.step.numpy())
+        path = self.manager.save(checkpoint_number=step)
+        if not self.chief:
+            tf.io.gfile.rmtree(self.manager.directory)
+            return os.path.join(self.model_dir, f"{CHECKPOINT_NAME}-{step}")
+        self.last_saved = path
+        logging.info("Saved checkpoint %s", path)
+        return path
+
+    @property
+    def last_saved_step(self) -> int | None:
+        return None if self.last_saved is None else checkpoint_step(self.last_saved)

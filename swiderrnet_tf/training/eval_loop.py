@@ -1,0 +1,301 @@
+"""Evaluation: model outputs -> panoptic merge -> PQ, mIoU and AP.
+
+Used by `python -m swiderrnet_tf.train --mode=eval|train_and_eval|continuous_eval`
+and by `python -m swiderrnet_tf.evaluate`. The eval split is read in `eval`
+mode (no augmentation, padded to `crop_size`); each batch goes through
+`predict_fn(images) -> {semantic_logits, center_heatmap, offsets}` and the
+Panoptic-DeepLab merge with the dataset's thing classes, label divisor and
+stuff area limit; `PanopticEvaluator` accumulates the metrics. The summary
+table is printed, and the numbers are written as JSON and TensorBoard scalars
+into `output_dir` (default `model_dir/eval`).
+
+`predict_fn` comes from `panoptic_predictor.predict_fn_factory(model)`, so a
+multi-scale and flipped variant can replace the single-scale default.
+
+Batches are padded to `batch_size` and split over the local replicas (TPU
+cores, GPUs). In a multi-worker run only the chief evaluates, on its own.
+"""
+
+import os
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from swiderrnet_tf import common
+from swiderrnet_tf.data import dataset_info as dataset_info_lib
+from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.evaluation import evaluator as evaluator_lib
+from swiderrnet_tf.evaluation import report
+from swiderrnet_tf.postprocess import panoptic_merge
+from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.training import data_setup
+from swiderrnet_tf.training import distribution
+from swiderrnet_tf.training import summaries
+
+_PREDICTION_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE_SCORES)
+
+
+def single_scale_predict_fn(model):
+    """`predict_fn(images)`: the model's outputs at the input scale, inference mode."""
+
+    def predict_fn(images):
+        return model(images, training=False)
+
+    return predict_fn
+
+
+@gin.configurable(denylist=["model", "info"])
+def panoptic_predictor(
+    model,
+    info: dataset_info_lib.DatasetInfo,
+    *,
+    predict_fn_factory=single_scale_predict_fn,
+    center_threshold: float = 0.1,
+    nms_kernel: int = 7,
+    keep_k_centers: int = 200,
+):
+    """Returns `predict(images) -> {panoptic, semantic, instance_scores}`.
+
+    Args:
+      model: The Panoptic-DeepLab model.
+      info: The dataset (thing classes, label divisor, stuff area limit, void).
+      predict_fn_factory: `factory(model) -> predict_fn(images) -> outputs`.
+      center_threshold: Center heatmap threshold.
+      nms_kernel: Center NMS window (7-13 Cityscapes, 41 COCO).
+      keep_k_centers: Most centers per image.
+
+    Returns:
+      A function of `[batch, height, width, 3]` images (static shape) that
+      returns `[batch, height, width]` maps.
+    """
+    predict_fn = predict_fn_factory(model)
+
+    def predict(images):
+        outputs = predict_fn(images)
+        merged = panoptic_merge.panoptic_merge(
+            outputs[common.SEMANTIC_LOGITS],
+            outputs[common.CENTER_HEATMAP],
+            outputs[common.OFFSETS],
+            thing_classes=info.thing_classes,
+            label_divisor=info.label_divisor,
+            stuff_area_limit=info.stuff_area_limit,
+            center_threshold=center_threshold,
+            nms_kernel=nms_kernel,
+            keep_k_centers=keep_k_centers,
+            void_label=info.ignore_label,
+        )
+        return {key: merged[key] for key in _PREDICTION_KEYS}
+
+    return predict
+
+
+class BatchPredictor:
+    """Runs a predictor on host batches, spread over the local replicas.
+
+    Args:
+      strategy: The strategy holding the model's variables.
+      predict: `predict(images) -> dict` (see `panoptic_predictor`).
+      batch_size: Images per call; smaller batches are padded to it.
+    """
+
+    def __init__(self, strategy, predict, batch_size: int):
+        self.strategy = strategy
+        self.batch_size = batch_size
+        self.replicated = not distribution.is_multi_worker(strategy) and (
+            strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
+        )
+        if self.replicated:
+            self.per_replica = distribution.per_replica_batch_size(batch_size, strategy)
+            self._run = tf.function(lambda values: strategy.run(predict, args=(values,)))
+        else:
+            self._run = tf.function(predict)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """`[n, h, w, 3]` images (n <= batch_size) -> dict of `[n, h, w]` arrays."""
+        count = images.shape[0]
+        if count > self.batch_size:
+            raise ValueError(f"got {count} images, more than the batch size {self.batch_size}")
+        padding = [(0, self.batch_size - count)] + [(0, 0)] * (images.ndim - 1)
+        images = np.pad(images, padding, mode="edge")
+        if not self.replicated:
+            outputs = self._run(tf.constant(images))
+            return {k: v.numpy()[:count] for k, v in outputs.items()}
+        per = self.per_replica
+
+        def replica_images(context):
+            start = context.replica_id_in_sync_group * per
+            return tf.constant(images[start : start + per])
+
+        values = self.strategy.experimental_distribute_values_from_function(replica_images)
+        outputs = self._run(values)
+        return {
+            k: np.concatenate([t.numpy() for t in self.strategy.experimental_local_results(v)])[
+                :count
+            ]
+            for k, v in outputs.items()
+        }
+
+
+def restore_model(model, checkpoint: str) -> int | None:
+    """Loads model weights from a training checkpoint or a `.weights.h5` file.
+
+    Args:
+      model: The built model.
+      checkpoint: A `ckpt-<step>` prefix, a `model_dir` (newest complete
+        checkpoint) or a Keras `.weights.h5` file.
+
+    Returns:
+      The checkpoint's step, or None for a weights file.
+    """
+    if checkpoint.endswith(".h5"):
+        model.load_weights(checkpoint)
+        return None
+    prefix = checkpoint
+    if tf.io.gfile.isdir(checkpoint):
+        prefix = checkpointing.latest_checkpoint(checkpoint)
+        if prefix is None:
+            raise FileNotFoundError(f"{checkpoint}: no complete training checkpoint here")
+    if not checkpointing.is_complete(prefix):
+        raise FileNotFoundError(f"{prefix}: no complete checkpoint (expected {prefix}.index)")
+    status = tf.train.Checkpoint(model=model).restore(prefix)
+    status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise ValueError(f"{prefix} does not match the configured model: {str(e)[:2000]}") from e
+    logging.info("Restored the model from %s", prefix)
+    return checkpointing.checkpoint_step(prefix)
+
+
+def build_model(strategy, model_fn, info):
+    """Builds the model for evaluation inside the strategy's scope."""
+    if model_fn is None:
+        raise ValueError(
+            "evaluate.model_fn is not set (e.g. evaluate.model_fn = @build_panoptic_deeplab)"
+        )
+    with strategy.scope():
+        return model_fn(num_classes=info.num_classes)
+
+
+@gin.configurable(
+    denylist=["strategy", "model_dir", "model", "checkpoint", "output_dir", "step", "until_step"]
+)
+def evaluate(
+    *,
+    strategy: tf.distribute.Strategy,
+    model_dir: str,
+    model=None,
+    checkpoint: str | None = None,
+    output_dir: str | None = None,
+    step: int | None = None,
+    until_step: int | None = None,
+    model_fn=None,
+    dataset_name: str = gin.REQUIRED,
+    data_dir: str | None = None,
+    prepare_data_fn=None,
+    dataset_fn=pipeline.build_dataset,
+    split: str = "val",
+    crop_size=gin.REQUIRED,
+    batch_size: int = 1,
+    compute_instance_ap: bool = True,
+    print_per_class: bool = False,
+    checkpoint_timeout: float | None = None,
+) -> dict | None:
+    """Evaluates a model on a split: given, restored, or each new checkpoint.
+
+    Args:
+      strategy: The strategy for the model's variables.
+      model_dir: The run's folder (checkpoints; default data and output home).
+      model: An already built model (train_and_eval); else `model_fn` builds
+        one and `checkpoint` (default: newest in `model_dir`) fills it.
+      checkpoint: See `restore_model`.
+      output_dir: Where the JSON and TensorBoard scalars go (`model_dir/eval`).
+      step: Step of a given model, for file names and summaries.
+      until_step: Continuous evaluation: wait for each new checkpoint of
+        `model_dir` and evaluate it, until one reaches this step.
+      model_fn: `model_fn(num_classes=...)` -> model.
+      dataset_name: A registered dataset.
+      data_dir: Folder of the records; see `data_setup.resolve_data_dir`.
+      prepare_data_fn: Optional `fn(data_dir)` creating the records.
+      dataset_fn: The input pipeline (`build_dataset`).
+      split: The split to evaluate.
+      crop_size: `(height, width)` every image is padded to (larger ones are
+        resized to fit).
+      batch_size: Images per batch, over all local replicas.
+      compute_instance_ap: Also compute COCO instance AP.
+      print_per_class: Also print the per-class table.
+      checkpoint_timeout: Continuous evaluation gives up after waiting this
+        many seconds for a new checkpoint (None: wait forever).
+
+    Returns:
+      The metrics of `PanopticEvaluator.result()` plus `step` (of the last
+      checkpoint evaluated); None if continuous evaluation saw no checkpoint.
+    """
+    info = dataset_info_lib.get_dataset_info(dataset_name)
+    data_dir = data_setup.resolve_data_dir(
+        data_dir=data_dir, prepare_data_fn=prepare_data_fn, model_dir=model_dir
+    )
+    dataset = dataset_fn(
+        dataset_info=info,
+        file_pattern=data_setup.file_pattern(info, data_dir, split),
+        mode="eval",
+        crop_size=tuple(crop_size),
+        batch_size=batch_size,
+    )
+    output_dir = output_dir or os.path.join(model_dir, "eval")
+    given_model = model is not None
+    if not given_model:
+        model = build_model(strategy, model_fn, info)
+    predictor = BatchPredictor(strategy, panoptic_predictor(model, info), batch_size)
+
+    def run_once(step, where):
+        evaluator = evaluator_lib.PanopticEvaluator(
+            info, compute_instance_ap=compute_instance_ap and bool(info.thing_classes)
+        )
+        for batch in dataset:
+            features = {k: v.numpy() for k, v in batch.items()}
+            evaluator.update_from_outputs(features, predictor(features[common.IMAGE]))
+        results = evaluator.result()
+        results["step"] = step
+        print(f"\nPanoptic evaluation of {info.name} {split} at {where}:")
+        print(report.format_summary(results), flush=True)
+        per_class = evaluator.per_class_result()
+        if print_per_class:
+            print(report.format_per_class(per_class), flush=True)
+        _write(results, per_class, output_dir)
+        return results
+
+    if until_step is None:
+        if not given_model:
+            step = restore_model(model, checkpoint or model_dir)
+        return run_once(step, f"step {step}" if step is not None else checkpoint)
+    results = None
+    for path in tf.train.checkpoints_iterator(model_dir, timeout=checkpoint_timeout):
+        try:
+            step = restore_model(model, path)
+        except (FileNotFoundError, tf.errors.NotFoundError) as e:
+            # Deleted by the trainer's max_to_keep before we got to it.
+            logging.warning("Skipping %s: %s", path, e)
+            continue
+        results = run_once(step, f"step {step}")
+        if step >= until_step:
+            break
+    return results
+
+
+def _write(results: dict, per_class, output_dir: str) -> None:
+    tf.io.gfile.makedirs(output_dir)
+    step = results.get("step")
+    name = "results.json" if step is None else f"results_step_{step}.json"
+    report.write_json(os.path.join(output_dir, name), results, per_class)
+    logging.info("Wrote %s", os.path.join(output_dir, name))
+    if step is None:
+        return
+    writer = tf.summary.create_file_writer(output_dir)
+    with writer.as_default():
+        for key, value in results.items():
+            if isinstance(value, float) and np.isfinite(value):
+                summaries.scalar(f"metrics/{key}", value, step)
+    writer.close()
