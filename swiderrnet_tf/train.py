@@ -16,8 +16,8 @@ Modes: `train`, `train_and_eval` (default: evaluates at the end, and every
 model_dir) and `continuous_eval` (each new checkpoint until `train.num_steps`).
 Running the same command again resumes from the newest checkpoint.
 
-Exit status: 0 when done, 1 on a non-finite loss, 2 on a configuration error,
-143 when SIGTERM stopped the run after saving a checkpoint.
+Exit status: 0 when done, 1 on a non-finite loss, 2 on a configuration or data
+error, 143 when SIGTERM stopped the run after saving a checkpoint.
 """
 
 import functools
@@ -107,6 +107,10 @@ def run(*, gin_files, gin_bindings=(), model_dir=None, tpu=None, mode="train_and
     except trainer.PreemptedError as e:
         logging.warning("%s", e)
         return signals.PREEMPTED_EXIT_CODE
+    except (ValueError, FileNotFoundError) as e:
+        logging.exception("The run stopped on an error")
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -223,7 +223,8 @@ def evaluate(
       split: The split to evaluate.
       crop_size: `(height, width)` every image is padded to (larger ones are
         resized to fit).
-      batch_size: Images per batch, over all local replicas.
+      batch_size: Images per batch, over all local replicas (rounded up to a
+        multiple of their number).
       compute_instance_ap: Also compute COCO instance AP.
       print_per_class: Also print the per-class table.
       checkpoint_timeout: Continuous evaluation gives up after waiting this
@@ -234,6 +235,13 @@ def evaluate(
       checkpoint evaluated); None if continuous evaluation saw no checkpoint.
     """
     info = dataset_info_lib.get_dataset_info(dataset_name)
+    replicas = 1 if distribution.is_multi_worker(strategy) else strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        rounded = -(-batch_size // replicas) * replicas
+        logging.info(
+            "evaluate.batch_size %d -> %d, a multiple of %d replicas", batch_size, rounded, replicas
+        )
+        batch_size = rounded
     data_dir = data_setup.resolve_data_dir(
         data_dir=data_dir, prepare_data_fn=prepare_data_fn, model_dir=model_dir
     )

@@ -24,6 +24,8 @@ from swiderrnet_tf.training import configurables
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
+# Factories the entry points call, whose bound values are checked too.
+FACTORIES = ("build_panoptic_deeplab", "build_dataset", "PanopticLoss", "ensure_dataset")
 
 
 def resolve_gin_file(path: str) -> str:
@@ -43,6 +45,22 @@ def resolve_gin_file(path: str) -> str:
         return path
     tried = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"gin file {path!r} not found (tried {tried})")
+
+
+def _search_repository_first() -> None:
+    """Makes `include 'gin_configs/...'` lines resolve against the repository.
+
+    The repository goes before gin's default (the current directory): when the
+    repository is on `sys.path`, gin's package-resource reader takes
+    `gin_configs/models` for a namespace package and fails on it before it
+    would try a later search path.
+    """
+    root = str(REPO_ROOT)
+    prefixes = getattr(gin.config, "_LOCATION_PREFIXES", None)
+    if prefixes is None:
+        gin.add_config_file_search_path(root)
+    elif root not in prefixes:
+        prefixes.insert(0, root)
 
 
 def parse(gin_files, gin_bindings=()) -> list[str]:
@@ -65,8 +83,7 @@ def parse(gin_files, gin_bindings=()) -> list[str]:
         raise ValueError("give at least one --gin_file, e.g. --gin_file=gin_configs/demo.gin")
     files = [resolve_gin_file(f) for f in gin_files]
     gin.clear_config()
-    # `include 'gin_configs/models/x.gin'` resolves against the repository too.
-    gin.add_config_file_search_path(str(REPO_ROOT))
+    _search_repository_first()
     gin.parse_config_files_and_bindings(files, list(gin_bindings or ()), finalize_config=False)
     return files
 
@@ -95,10 +112,8 @@ def missing_required(configurable: str, fn, provided=()) -> list[str]:
     Returns:
       Human-readable binding names, e.g. `train.num_steps`.
     """
-    try:
-        bindings = gin.get_bindings(configurable)
-    except ValueError:
-        bindings = {}
+    # Evaluates references such as `@not_supported()`, whose errors surface here.
+    bindings = gin.get_bindings(configurable)
     missing = []
     for name, parameter in inspect.signature(fn).parameters.items():
         if name in provided:
@@ -125,16 +140,17 @@ def check_config(entry_points) -> None:
     missing = []
     for name, fn, provided in entry_points:
         missing += missing_required(name, fn, provided)
+    for name in FACTORIES:
+        missing += [
+            _binding_name(name, k) for k, v in gin.get_bindings(name).items() if v is gin.REQUIRED
+        ]
     if missing:
         raise ValueError(
             "missing required gin value(s): "
             + "; ".join(missing)
             + ". Bind them in a gin file or with --gin_bindings."
         )
-    try:
-        model_bindings = gin.get_bindings("build_panoptic_deeplab")
-    except ValueError:
-        model_bindings = {}
+    model_bindings = gin.get_bindings("build_panoptic_deeplab")
     configurables.check_backbone_options(
         model_bindings.get("backbone_options"), "build_panoptic_deeplab.backbone_options"
     )
