@@ -4,17 +4,19 @@ A checkpoint is a `tf.train.Checkpoint(model, optimizer, step)` written by
 `tf.train.CheckpointManager` as `model_dir/ckpt-<step>`. TensorFlow writes the
 shards under `ckpt-<step>_temp/`, merges them into `ckpt-<step>.index` and
 `.data-*`, and only then rewrites the `checkpoint` state file (through a
-temporary file and a rename), so the state file only ever names complete
-checkpoints. A run killed while saving leaves at most a stale `_temp` folder,
-which the next run removes. On resume, checkpoints named by the state file
-whose files are missing (deleted by hand, or by a sweep cut short) are
-skipped with a warning, newest first.
+temporary file and a rename), so the newest checkpoint the state file names is
+always complete. A run killed while saving leaves at most a stale `_temp`
+folder, which the next run removes. Older entries of the state file may name a
+checkpoint whose files are gone (the manager deletes the oldest one between
+two rewrites of the state file, or someone deleted it by hand); resume skips
+those with a warning and takes the newest complete checkpoint.
 
 In a multi-worker run every worker takes part in a save (it is a collective);
 the chief writes to `model_dir`, the others to a scratch folder deleted right
 after.
 """
 
+import contextlib
 import os
 import re
 
@@ -131,6 +133,11 @@ class TrainCheckpoints:
         path = self.manager.save(checkpoint_number=step)
         if not self.chief:
             tf.io.gfile.rmtree(self.manager.directory)
+            scratch = os.path.dirname(self.manager.directory)
+            if "://" not in scratch:  # object stores have no empty folders
+                # rmdir fails while another worker's copy is still there.
+                with contextlib.suppress(OSError):
+                    os.rmdir(scratch)
             return os.path.join(self.model_dir, f"{CHECKPOINT_NAME}-{step}")
         self.last_saved = path
         logging.info("Saved checkpoint %s", path)

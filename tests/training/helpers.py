@@ -17,6 +17,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_GIN = "tests/training/tiny.gin"
 # Must equal the ensure_dataset bindings of tiny.gin, so the data is reused.
 TINY_DATA = dict(num_train=12, num_val=4, height=41, width=41)
+# Bindings of runs compared number for number: the same batch at every step,
+# and an Adam epsilon large enough that the update is linear in the gradient.
+# With the default epsilon Adam's first steps are about lr * sign(gradient),
+# so float noise in a near-zero gradient can move a weight by up to 2 * lr.
+COMPARABLE = ("train.dataset_fn = @fixed_batch_dataset", "build_optimizer.epsilon = 1.0")
 
 
 def make_tiny_data(directory) -> str:

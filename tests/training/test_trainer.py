@@ -14,14 +14,8 @@ from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import trainer
 from tests.training import helpers
 
-FIXED_DATA = ("train.dataset_fn = @fixed_batch_dataset",)
 OPTIMIZER_ITERATIONS = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
 STEP = "step/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_tiny_data(tmp_path_factory.mktemp("tiny_data"))
 
 
 @pytest.fixture(autouse=True)
@@ -30,25 +24,16 @@ def clear_gin():
     gin.clear_config()
 
 
-def _train(data_dir, model_dir, *bindings):
-    gin_config.parse([helpers.TINY_GIN], [f"DATA_DIR = '{data_dir}'", *bindings])
+def _train(tiny_data, model_dir, *bindings):
+    gin_config.parse([helpers.TINY_GIN], [f"DATA_DIR = '{tiny_data}'", *bindings])
     return trainer.train(strategy=tf.distribute.get_strategy(), model_dir=str(model_dir))
 
 
-@pytest.fixture(scope="module")
-def straight_run(data_dir, tmp_path_factory):
-    """Six uninterrupted steps on a fixed batch; checkpoints at 3 and 6."""
-    model_dir = tmp_path_factory.mktemp("straight")
-    _train(data_dir, model_dir, *FIXED_DATA)
-    gin.clear_config()
-    return str(model_dir)
-
-
 def test_nan_stops_cleanly_and_resuming_matches_an_uninterrupted_run(
-    data_dir, straight_run, tmp_path
+    tiny_data, straight_run, tmp_path
 ):
     with pytest.raises(trainer.NonFiniteLossError) as error:
-        _train(data_dir, tmp_path, *FIXED_DATA, "train.nan_at_step = 5")
+        _train(tiny_data, tmp_path, *helpers.COMPARABLE, "train.nan_at_step = 5")
     last_good = os.path.join(str(tmp_path), "ckpt-3")
     assert error.value.step == 5
     assert error.value.last_checkpoint == last_good
@@ -57,7 +42,7 @@ def test_nan_stops_cleanly_and_resuming_matches_an_uninterrupted_run(
     assert checkpointing.latest_checkpoint(str(tmp_path)) == last_good
     gin.clear_config()
 
-    result = _train(data_dir, tmp_path, *FIXED_DATA)
+    result = _train(tiny_data, tmp_path, *helpers.COMPARABLE)
     assert result.step == 6
     resumed = helpers.checkpoint_values(os.path.join(str(tmp_path), "ckpt-6"))
     straight = helpers.checkpoint_values(os.path.join(straight_run, "ckpt-6"))
@@ -77,12 +62,12 @@ def test_nan_stops_cleanly_and_resuming_matches_an_uninterrupted_run(
         assert rates[3] == pytest.approx(1e-3 * 0.5**0.9, rel=1e-5)
 
 
-def test_short_demo_run_loss_falls_with_progress_and_summaries(data_dir, tmp_path, caplog):
+def test_short_demo_run_loss_falls_with_progress_and_summaries(tiny_data, tmp_path, caplog):
     caplog.set_level("INFO")
     gin_config.parse(
         ["gin_configs/demo.gin"],
         [
-            f"DATA_DIR = '{data_dir}'",
+            f"DATA_DIR = '{tiny_data}'",
             *(f"ensure_dataset.{k} = {v}" for k, v in helpers.TINY_DATA.items()),
             "train.num_steps = 40",
             "train.warmup_steps = 5",
@@ -118,12 +103,12 @@ def test_short_demo_run_loss_falls_with_progress_and_summaries(data_dir, tmp_pat
     assert shapes == [(65, 3 * 65, 3)]
 
 
-def test_evaluate_cli_prints_and_writes_the_results(data_dir, straight_run, tmp_path, capsys):
+def test_evaluate_cli_prints_and_writes_the_results(tiny_data, straight_run, tmp_path, capsys):
     output_dir = tmp_path / "eval"
     code = evaluate_cli.run(
         gin_files=[helpers.TINY_GIN],
         checkpoint=straight_run,
-        gin_bindings=[f"DATA_DIR = '{data_dir}'"],
+        gin_bindings=[f"DATA_DIR = '{tiny_data}'"],
         output_dir=str(output_dir),
     )
     assert code == 0

@@ -1,0 +1,97 @@
+"""Distributed training: MirroredStrategy equals one device; multi-worker workers agree."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.training import helpers
+
+SCRIPT = str(helpers.ROOT / "tests" / "training" / "distributed_run.py")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_mirrored_over_two_devices_matches_one_device(tiny_data, straight_run, tmp_path):
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "mirrored", str(tmp_path), tiny_data],
+        env=helpers.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "over 2 replica(s): 2 per replica" in done.stderr
+    one = helpers.checkpoint_values(os.path.join(straight_run, "ckpt-6"))
+    two = helpers.checkpoint_values(str(tmp_path / "mirrored" / "ckpt-6"))
+    assert sorted(one) == sorted(two)
+    # Same global batch of 4 (the same examples): synchronised batch norm over
+    # 2 + 2 images sees the statistics of the 4, and the summed per-replica
+    # gradients (loss / 2 each) equal the one-device gradient. Only float
+    # summation order differs (batch norm moments as E[x^2] - E[x]^2 over two
+    # devices, the all-reduce). Tolerance, per tensor: 1% of its largest
+    # magnitude (observed at most 0.3%) plus 1e-9 for tensors that are almost
+    # zero (second moments of unused gradients, ~1e-15). Adam's moments scale
+    # with the gradient, so a wrong loss scaling (2x) or unsynchronised batch
+    # norm is far outside; the weights see the gradient directly since the
+    # comparable setup uses a large Adam epsilon (see helpers.COMPARABLE).
+    for key, value in one.items():
+        value = np.asarray(value, np.float64)
+        if value.dtype.kind != "f" or not value.size:
+            assert np.array_equal(two[key], value), key
+            continue
+        error = np.max(np.abs(np.asarray(two[key], np.float64) - value))
+        scale = np.max(np.abs(value))
+        assert error <= 1e-2 * scale + 1e-9, (key, error, scale)
+
+
+def test_multi_worker_mirrored_workers_end_with_identical_weights(tiny_data, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, SCRIPT, "worker", str(tmp_path), tiny_data],
+                env=helpers.subprocess_env(TF_CONFIG=tf_config),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=300)[0])
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output[-3000:]
+    assert "Strategy CollectiveAllReduceStrategy with 2 replica(s) in sync" in outputs[0]
+    assert "over 2 replica(s): 2 per replica" in outputs[0]
+    chief = np.load(tmp_path / "worker_0.npz")
+    other = np.load(tmp_path / "worker_1.npz")
+    assert sorted(chief.files) == sorted(other.files)
+    for key in chief.files:
+        np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
+    # The chief saved the final checkpoint; the other worker's scratch copy is gone.
+    run = tmp_path / "multi_worker"
+    assert (run / "ckpt-3.index").exists()
+    assert not (run / "worker_scratch").exists()
+    saved = helpers.checkpoint_values(str(run / "ckpt-3"))
+    assert saved["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3
+    assert saved["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 3
