@@ -32,8 +32,11 @@ def resolve_data_dir(
         wait until the chief is done.
 
     Raises:
-      ValueError: If there is neither a data folder nor a way to prepare one.
+      ValueError: If there is neither a data folder nor a way to prepare one,
+        or the folder is an empty string.
     """
+    if data_dir is not None and not str(data_dir).strip():
+        raise ValueError("the data folder is an empty string; set DATA_DIR to a folder")
     if data_dir is None:
         if prepare_data_fn is None:
             raise ValueError(

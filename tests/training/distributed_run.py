@@ -6,7 +6,8 @@
         under MirroredStrategy over both; the checkpoints land in OUT/mirrored.
     TF_CONFIG=... python tests/training/distributed_run.py worker OUT DATA_DIR
         One worker of a MultiWorkerMirroredStrategy run (the strategy comes from
-        TF_CONFIG as in the trainer's CLI); its final weights go to OUT/<task>.npz.
+        TF_CONFIG as in the trainer's CLI), in mixed_float16 with loss scaling
+        and gradient clipping; its final weights go to OUT/<task>.npz.
 
 TensorFlow must be configured (logical devices, cluster) before it runs an
 op, hence a process per run.
@@ -43,7 +44,14 @@ def main(kind: str, out: str, data_dir: str) -> None:
         trainer.train(strategy=mirrored, model_dir=os.path.join(out, "mirrored"))
     elif kind == "worker":
         strategy = distribution.create_strategy()
-        _parse(data_dir, "train.num_steps = 3", "train.checkpoint_every_n_steps = 0")
+        _parse(
+            data_dir,
+            "train.num_steps = 3",
+            "train.checkpoint_every_n_steps = 0",
+            # Loss scaling with several replicas, and clipping of the global gradient.
+            "train.mixed_precision = 'mixed_float16'",
+            "train.clip_gradient_norm = 1.0",
+        )
         result = trainer.train(strategy=strategy, model_dir=os.path.join(out, "multi_worker"))
         weights = {
             w.path: w.numpy() for w in result.model.weights if "seed_generator" not in w.path

@@ -21,7 +21,13 @@ TINY_DATA = dict(num_train=12, num_val=4, height=41, width=41)
 # and an Adam epsilon large enough that the update is linear in the gradient.
 # With the default epsilon Adam's first steps are about lr * sign(gradient),
 # so float noise in a near-zero gradient can move a weight by up to 2 * lr.
-COMPARABLE = ("train.dataset_fn = @fixed_batch_dataset", "build_optimizer.epsilon = 1.0")
+# Gradient clipping is on (the tiny model's gradient norm is well above 1) so
+# that comparisons cover it too.
+COMPARABLE = (
+    "train.dataset_fn = @fixed_batch_dataset",
+    "build_optimizer.epsilon = 1.0",
+    "train.clip_gradient_norm = 1.0",
+)
 
 
 def make_tiny_data(directory) -> str:

@@ -52,15 +52,15 @@ def test_kill_9_then_the_same_command_resumes_and_finishes(tiny_data, tmp_path):
     command = helpers.train_command(
         model_dir,
         tiny_data,
-        "train.num_steps = 120",
+        "train.num_steps = 60",
         "train.steps_per_loop = 5",
         "train.log_every_n_steps = 5",
-        "train.checkpoint_every_n_steps = 5",
+        "train.checkpoint_every_n_steps = 10",
         "train.max_checkpoints_to_keep = 3",
     )
     process = _start(command, tmp_path, tmp_path / "first.log")
     try:
-        _wait_for(lambda: _latest_step(model_dir) >= 15, process)
+        _wait_for(lambda: _latest_step(model_dir) >= 10, process)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -77,15 +77,15 @@ def test_kill_9_then_the_same_command_resumes_and_finishes(tiny_data, tmp_path):
     for path in checkpointing.complete_checkpoints(str(model_dir)):
         assert helpers.checkpoint_values(path)[STEP] == checkpointing.checkpoint_step(path)
     killed_at = checkpointing.checkpoint_step(resume_from)
-    assert 15 <= killed_at < 120
+    assert 10 <= killed_at < 60
 
     second = helpers.run_cli(command, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"Resumed from {resume_from} at step {killed_at}" in second.stderr
-    logged = [int(s) for s in re.findall(r"step (\d+)/120 \|", second.stderr)]
-    assert logged[0] == killed_at + 5 and logged[-1] == 120
-    final = helpers.checkpoint_values(str(model_dir / "ckpt-120"))
-    assert final[STEP] == final[ITERATIONS] == 120
+    logged = [int(s) for s in re.findall(r"step (\d+)/60 \|", second.stderr)]
+    assert logged[0] == killed_at + 5 and logged[-1] == 60
+    final = helpers.checkpoint_values(str(model_dir / "ckpt-60"))
+    assert final[STEP] == final[ITERATIONS] == 60
 
 
 def test_sigterm_saves_a_checkpoint_then_exits(tiny_data, tmp_path):

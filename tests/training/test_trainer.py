@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from swiderrnet_tf import evaluate as evaluate_cli
+from swiderrnet_tf import train as train_cli
 from swiderrnet_tf.training import checkpointing
 from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import trainer
@@ -119,3 +120,17 @@ def test_evaluate_cli_prints_and_writes_the_results(tiny_data, straight_run, tmp
     assert document["metrics"]["num_images"] == helpers.TINY_DATA["num_val"]
     assert {"pq", "sq", "rq", "miou", "ap"} <= set(document["metrics"])
     assert len(document["per_class"]) == 6
+
+
+def test_continuous_eval_evaluates_checkpoints_until_the_final_step(
+    tiny_data, straight_run, capsys
+):
+    code = train_cli.run(
+        gin_files=[helpers.TINY_GIN],
+        gin_bindings=[f"DATA_DIR = '{tiny_data}'", "evaluate.checkpoint_timeout = 1"],
+        model_dir=straight_run,
+        mode="continuous_eval",
+    )
+    assert code == 0
+    assert "at step 6" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(straight_run, "eval", "results_step_6.json"))
