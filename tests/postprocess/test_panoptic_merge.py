@@ -47,11 +47,12 @@ def _heatmap(height, width, peaks):
 
 def test_touching_instances_offset_to_other_center_and_small_stuff():
     # Row 1 is one thing class split between centers (1, 1) and (1, 4); pixel
-    # (1, 2) lies next to the first center but its offset points at the second.
+    # (1, 2) lies next to the first center but its offset points at the second;
+    # pixel (1, 3) points half-way between them: the first center wins the tie.
     semantic = [[2, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 2]]
-    a, b = (1, 1), (1, 4)
+    a, b, middle = (1, 1), (1, 4), (1, 2.5)
     far = (40, -40)  # stuff pixels' offsets must not matter
-    targets = [[far] * 6, [a, a, b, b, b, b], [far] * 6]
+    targets = [[far] * 6, [a, a, b, middle, b, b], [far] * 6]
     # (1, 2) = 0.5 is suppressed by (1, 1); 0.1 is not above the threshold.
     heatmap = _heatmap(3, 6, {a: 0.9, b: 0.8, (1, 2): 0.5, (0, 5): 0.1})
     out = _merge(
@@ -67,9 +68,9 @@ def test_touching_instances_offset_to_other_center_and_small_stuff():
     void = _VOID * 1000
     np.testing.assert_array_equal(
         out[common.PANOPTIC][0],
-        [[2000] * 6, [1001, 1001, 1002, 1002, 1002, 1002], [void] * 5 + [2000]],
+        [[2000] * 6, [1001, 1001, 1002, 1001, 1002, 1002], [void] * 5 + [2000]],
     )
-    np.testing.assert_array_equal(out[common.INSTANCE][0], [[0] * 6, [1, 1, 2, 2, 2, 2], [0] * 6])
+    np.testing.assert_array_equal(out[common.INSTANCE][0], [[0] * 6, [1, 1, 2, 1, 2, 2], [0] * 6])
     np.testing.assert_array_equal(out[common.SEMANTIC][0], semantic)
     np.testing.assert_array_equal(
         out[common.CENTER_POINTS][0], [[1, 1], [1, 4], [-1, -1], [-1, -1]]
@@ -78,7 +79,7 @@ def test_touching_instances_offset_to_other_center_and_small_stuff():
     p = math.exp(5) / (math.exp(5) + 2)  # softmax of a one-hot logit of 5 over 3 classes
     np.testing.assert_allclose(
         out[common.INSTANCE_SCORES][0],
-        [[0] * 6, [0.9 * p] * 2 + [0.8 * p] * 4, [0] * 6],
+        [[0] * 6, [0.9 * p, 0.9 * p, 0.8 * p, 0.9 * p, 0.8 * p, 0.8 * p], [0] * 6],
         rtol=1e-6,
     )
 
