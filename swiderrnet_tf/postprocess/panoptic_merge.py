@@ -36,6 +36,11 @@ from swiderrnet_tf import common
 from swiderrnet_tf.postprocess import centers
 
 _INT32_MAX = 2**31 - 1
+# Up to this many classes, sums over classes run as running sums over class
+# slices (one vectorised pass, 2-3x faster on CPU than XLA's reduction over a
+# short minor axis); beyond it, reading that many strided slices at once is the
+# slower way (2x at 133 classes).
+_MAX_SLICED_CLASSES = 64
 
 
 def check_merge_settings(
@@ -138,9 +143,13 @@ def class_probability(logits, classes):
     Returns:
       `[batch, height, width]` float32 probabilities.
     """
-    class_logit = ops.take_along_axis(logits, classes[..., None], axis=-1)[..., 0]
+    num_classes = logits.shape[-1]
+    class_logit = ops.take_along_axis(logits, classes[..., None], axis=-1)  # [b, h, w, 1]
+    if num_classes > _MAX_SLICED_CLASSES:
+        return 1.0 / ops.sum(ops.exp(logits - class_logit), axis=-1)
+    class_logit = class_logit[..., 0]
     total = ops.exp(logits[..., 0] - class_logit)
-    for c in range(1, logits.shape[-1]):
+    for c in range(1, num_classes):
         total = total + ops.exp(logits[..., c] - class_logit)
     return 1.0 / total
 

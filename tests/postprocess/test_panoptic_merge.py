@@ -260,6 +260,16 @@ def test_random_maps_match_reference(batch, keep_k):
     assert (found > keep_k) == (keep_k < 200)
 
 
+def test_many_classes_match_reference():
+    # Past 64 classes the class probability is a reduction, not class slices.
+    logits, heatmap, offsets = random_outputs(4, 2, num_classes=70)
+    logits[..., 69] += 2.0  # so that thing class 69 shows up
+    settings = dict(RANDOM_SETTINGS, thing_classes=[1, 3, 4, 69])
+    out = _merge(logits, heatmap, offsets, keep_k_centers=20, **settings)
+    assert_matches_reference(out, logits, heatmap, offsets, 20, settings)
+    assert 69 in out[common.PANOPTIC] // 256
+
+
 def test_xla_equals_eager_with_all_slots_used():
     logits, heatmap, offsets = random_outputs(7, 2, height=13, width=10)
     settings = dict(RANDOM_SETTINGS, keep_k_centers=10)
