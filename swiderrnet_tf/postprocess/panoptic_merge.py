@@ -220,17 +220,18 @@ def panoptic_merge(
         void_label=void_label,
         num_classes=num_classes,
     )
+    if tuple(center_heatmap.shape[1:]) not in ((height, width, 1), (height, width)):
+        raise ValueError(
+            f"{common.CENTER_HEATMAP} has shape {center_heatmap.shape}, expected "
+            f"[batch, {height}, {width}, 1] to match {common.SEMANTIC_LOGITS}"
+        )
+    if tuple(offsets.shape[1:]) != (height, width, 2):
+        raise ValueError(
+            f"{common.OFFSETS} has shape {offsets.shape}, expected "
+            f"[batch, {height}, {width}, 2] to match {common.SEMANTIC_LOGITS}"
+        )
     if len(center_heatmap.shape) == 4:
         center_heatmap = center_heatmap[..., 0]
-    for name, tensor, shape in (
-        (common.CENTER_HEATMAP, center_heatmap, (height, width)),
-        (common.OFFSETS, offsets, (height, width, 2)),
-    ):
-        if tuple(tensor.shape[1:]) != shape:
-            raise ValueError(
-                f"{name} has shape {tensor.shape}, expected [batch, {height}, {width}"
-                + (", 2]" if len(shape) == 3 else "(, 1)]")
-            )
 
     logits = ops.cast(semantic_logits, "float32")
     semantic = argmax_first(logits)  # [b, h, w]

@@ -320,7 +320,24 @@ def test_bad_settings_are_named(change, message):
         _merge(logits, heatmap, offsets, **settings)
 
 
-def test_mismatched_offsets_are_named():
+def test_mismatched_shapes_are_named():
     logits, heatmap, offsets = random_outputs(0, 1, height=4, width=5)
     with pytest.raises(ValueError, match=r"offsets has shape .*expected \[batch, 4, 5, 2\]"):
         _merge(logits, heatmap, offsets[:, :3], keep_k_centers=5, **RANDOM_SETTINGS)
+    with pytest.raises(ValueError, match=r"center_heatmap has shape .*expected \[batch, 4, 5, 1\]"):
+        _merge(logits, offsets, offsets, keep_k_centers=5, **RANDOM_SETTINGS)
+
+
+def test_unknown_batch_size_in_a_graph():
+    logits, heatmap, offsets = random_outputs(2, 2, height=6, width=5)
+    specs = [tf.TensorSpec([None, *x.shape[1:]], tf.float32) for x in (logits, heatmap, offsets)]
+    for jit in (False, True):
+        run = tf.function(
+            lambda *outputs: panoptic_merge.panoptic_merge(
+                *outputs, keep_k_centers=5, **RANDOM_SETTINGS
+            ),
+            input_signature=specs,
+            jit_compile=jit,
+        )
+        out = {k: v.numpy() for k, v in run(logits, heatmap, offsets).items()}
+        assert_matches_reference(out, logits, heatmap, offsets, keep_k=5)
