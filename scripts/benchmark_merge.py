@@ -1,18 +1,21 @@
 r"""Latency of the Panoptic-DeepLab merge (`swiderrnet_tf.postprocess`).
 
 Prints one table row per (image size, batch, center load, execution mode): the
-median wall time of the merge, its first call (tracing + compilation) and the
-time per image. Inputs are synthetic but shaped like real outputs: Cityscapes'
-19 classes, a heatmap with Gaussian peaks, offsets pointing at the peak of each
-thing region. Two center loads: `real` (`--real_centers` peaks, ~20 in a
-Cityscapes image) and `worst` (every one of the `k` slots holds a center).
+first call (tracing + compilation), the median and fastest wall times of the
+following calls, the fastest process CPU time (all threads; less disturbed than
+wall time by other processes on a shared machine) and the median time per
+image. Each call includes fetching the outputs to numpy.
+
+Inputs are synthetic but shaped like real outputs: Cityscapes' 19 classes, a
+heatmap with Gaussian peaks that all survive NMS, offsets pointing at the peak
+of each thing region. Two center loads: `real` (`--real_centers` peaks, ~20 in a
+Cityscapes image) and `worst` (more peaks than the `k` slots, so all are used).
 
   python scripts/benchmark_merge.py                      # TF: eager, tf.function, XLA
   KERAS_BACKEND=jax python scripts/benchmark_merge.py    # JAX: jax.jit
   python scripts/benchmark_merge.py --sizes=641x641 --batches=1 --repeats=3
 
 The backend is fixed when Keras is imported, so each backend needs its own run.
-Timings on a shared machine are noisy; the median of `--repeats` runs is shown.
 """
 
 import os
