@@ -72,6 +72,22 @@ class PanopticMerge(keras.layers.Layer):
         panoptic_merge.check_merge_settings(**self._merge_settings(with_outputs=False))
         self._compiled_merge = None
 
+    @classmethod
+    def from_dataset_info(cls, info, **kwargs) -> "PanopticMerge":
+        """Builds the layer with a dataset's classes, divisor, area limit and void.
+
+        Args:
+          info: A `swiderrnet_tf.data.dataset_info.DatasetInfo`.
+          **kwargs: The other constructor arguments (`nms_kernel`, ...).
+        """
+        return cls(
+            thing_classes=info.thing_classes,
+            label_divisor=info.label_divisor,
+            stuff_area_limit=info.stuff_area_limit,
+            void_label=info.ignore_label,
+            **kwargs,
+        )
+
     def _merge_settings(self, with_outputs=True) -> dict:
         settings = dict(
             thing_classes=self.thing_classes,

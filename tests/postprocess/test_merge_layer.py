@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from swiderrnet_tf import common
+from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.postprocess import merge_layer, panoptic_merge
 from tests.postprocess import test_panoptic_merge
 
@@ -74,3 +75,11 @@ def test_missing_output_is_named():
 def test_bad_setting_fails_at_construction():
     with pytest.raises(ValueError, match="nms_kernel must be an odd"):
         merge_layer.PanopticMerge(**dict(SETTINGS, nms_kernel=8))
+
+
+def test_from_dataset_info_takes_the_dataset_facts():
+    info = dataset_info.get_dataset_info("cityscapes")
+    config = merge_layer.PanopticMerge.from_dataset_info(info, nms_kernel=13).get_config()
+    assert config["thing_classes"] == list(range(11, 19))
+    assert (config["label_divisor"], config["stuff_area_limit"]) == (1000, 2048)
+    assert (config["void_label"], config["nms_kernel"]) == (255, 13)
