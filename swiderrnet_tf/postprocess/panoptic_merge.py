@@ -26,6 +26,10 @@ Deliberate deviations from deeplab2:
      probabilities equal, and independent of the backend's `exp`.
   2. Center selection and grouping deviate as listed in `centers.py`.
   3. deeplab2 merges one image at a time (`batch == 1`); here any batch size.
+  4. Outputs: centers come as points and scores (`[batch, k, 2]`, `[batch, k]`)
+     rather than deeplab2's NMS-filtered heatmap; `INSTANCE_SCORES` holds the
+     combined AP score above rather than the bare center score; the softmax is
+     returned only on request, as it is as large as the logits.
 """
 
 import math
