@@ -21,12 +21,10 @@ no Python loop over instances, no data-dependent shapes, so it compiles with XLA
 segment reductions over `(image, instance)` ids.
 
 Deliberate deviations from deeplab2:
-  1. The semantic argmax is taken over the logits rather than the softmax
-     probabilities: the same class except where rounding makes two
-     probabilities equal, and independent of the backend's `exp`.
-  2. Center selection and grouping deviate as listed in `centers.py`.
-  3. deeplab2 merges one image at a time (`batch == 1`); here any batch size.
-  4. Outputs: centers come as points and scores (`[batch, k, 2]`, `[batch, k]`)
+  1. The semantic argmax and center grouping deviate as listed in
+     `semantic_scores.py` and `centers.py`.
+  2. deeplab2 merges one image at a time (`batch == 1`); here any batch size.
+  3. Outputs: centers come as points and scores (`[batch, k, 2]`, `[batch, k]`)
      rather than deeplab2's NMS-filtered heatmap; `INSTANCE_SCORES` holds the
      combined AP score above rather than the bare center score; the softmax is
      returned only on request, as it is as large as the logits.
@@ -37,14 +35,9 @@ import math
 from keras import ops
 
 from swiderrnet_tf import common
-from swiderrnet_tf.postprocess import centers
+from swiderrnet_tf.postprocess import centers, semantic_scores
 
 _INT32_MAX = 2**31 - 1
-# Up to this many classes, sums over classes run as running sums over class
-# slices (one vectorised pass, 2-3x faster on CPU than XLA's reduction over a
-# short minor axis); beyond it, reading that many strided slices at once is the
-# slower way (2x at 133 classes).
-_MAX_SLICED_CLASSES = 64
 
 
 def check_merge_settings(
@@ -109,53 +102,6 @@ def check_merge_settings(
             f"{where}: {num_classes} classes x label_divisor {label_divisor} "
             "overflow int32 panoptic ids"
         )
-
-
-def argmax_first(logits):
-    """Index of the largest logit per pixel, the first class on ties.
-
-    A running comparison over the class slices: XLA on CPU fuses it into one
-    vectorised pass over the pixels, whereas a reduction over the short class
-    axis (with the select `keras.ops.argmax` adds for negative zeros) runs more
-    than ten times slower under JAX.
-
-    Args:
-      logits: `[batch, height, width, num_classes]` float32.
-
-    Returns:
-      `[batch, height, width]` int32 classes.
-    """
-    best = logits[..., 0]
-    index = ops.zeros_like(best, "int32")
-    for c in range(1, logits.shape[-1]):
-        is_larger = logits[..., c] > best  # strict: the first class wins ties
-        best = ops.where(is_larger, logits[..., c], best)
-        index = ops.where(is_larger, c, index)
-    return index
-
-
-def class_probability(logits, classes):
-    """Softmax probability of one given class per pixel.
-
-    Uses `softmax_k = 1 / sum_c exp(logit_c - logit_k)`, which needs no max: an
-    overflow makes the sum infinite and the probability 0, its correct rounding.
-
-    Args:
-      logits: `[batch, height, width, num_classes]` float32.
-      classes: `[batch, height, width]` int32 class per pixel.
-
-    Returns:
-      `[batch, height, width]` float32 probabilities.
-    """
-    num_classes = logits.shape[-1]
-    class_logit = ops.take_along_axis(logits, classes[..., None], axis=-1)  # [b, h, w, 1]
-    if num_classes > _MAX_SLICED_CLASSES:
-        return 1.0 / ops.sum(ops.exp(logits - class_logit), axis=-1)
-    class_logit = class_logit[..., 0]
-    total = ops.exp(logits[..., 0] - class_logit)
-    for c in range(1, num_classes):
-        total = total + ops.exp(logits[..., c] - class_logit)
-    return 1.0 / total
 
 
 def panoptic_merge(
@@ -238,7 +184,7 @@ def panoptic_merge(
         center_heatmap = center_heatmap[..., 0]
 
     logits = ops.cast(semantic_logits, "float32")
-    semantic = argmax_first(logits)  # [b, h, w]
+    semantic = semantic_scores.argmax_first(logits)  # [b, h, w]
     center_points, center_scores = centers.find_centers(
         ops.cast(center_heatmap, "float32"),
         center_threshold=center_threshold,
@@ -350,7 +296,7 @@ def _segment_table(logits, semantic, instance, center_scores, *, label_divisor: 
     pixel_class = ops.take(ops.reshape(instance_class, [-1]), ids)  # [b, h, w]
     probability = ops.cond(
         ops.any(instance > 0),
-        lambda: class_probability(logits, pixel_class),
+        lambda: semantic_scores.class_probability(logits, pixel_class),
         lambda: ops.zeros_like(pixel_class, "float32"),
     )
     probability_sum = ops.segment_sum(
