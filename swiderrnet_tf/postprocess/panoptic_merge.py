@@ -35,7 +35,8 @@ import math
 from keras import ops
 
 from swiderrnet_tf import common
-from swiderrnet_tf.postprocess import centers, semantic_scores
+from swiderrnet_tf.postprocess import centers
+from swiderrnet_tf.postprocess import semantic_scores
 
 _INT32_MAX = 2**31 - 1
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from swiderrnet_tf import common
 from swiderrnet_tf.postprocess import panoptic_merge
-from tests.postprocess import test_deeplab2_fixture, test_panoptic_merge
+from tests.postprocess import test_deeplab2_fixture
+from tests.postprocess import test_panoptic_merge
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,8 @@ import pytest
 
 from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info
-from swiderrnet_tf.postprocess import merge_layer, panoptic_merge
+from swiderrnet_tf.postprocess import merge_layer
+from swiderrnet_tf.postprocess import panoptic_merge
 from tests.postprocess import test_panoptic_merge
 
 SETTINGS = dict(test_panoptic_merge.RANDOM_SETTINGS, keep_k_centers=8)

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from swiderrnet_tf import common
-from swiderrnet_tf.postprocess import centers, panoptic_merge
+from swiderrnet_tf.postprocess import centers
+from swiderrnet_tf.postprocess import panoptic_merge
 from tests.postprocess import numpy_reference
 
 _VOID = 255
