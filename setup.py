@@ -24,6 +24,8 @@ setuptools.setup(
         "pycocotools==2.0.11",
         "pillow==13.0.0",
         "pyyaml==6.0.4",
+        # Plots of the grid search.
+        "matplotlib==3.11.2",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],

@@ -227,3 +227,43 @@ def test_bad_arguments_are_named():
         aspp.ASPP(8, (1, 2))
     with pytest.raises(ValueError, match="keep_prob must be in"):
         drop_path.DropPath(0.0)
+
+
+def _randomize_batch_norm(layer, channels):
+    gamma = RNG.uniform(0.5, 1.5, channels).astype(np.float32)
+    beta = RNG.normal(size=channels).astype(np.float32)
+    mean = RNG.normal(size=channels).astype(np.float32)
+    variance = RNG.uniform(0.5, 2.0, channels).astype(np.float32)
+    layer.set_weights([gamma, beta, mean, variance])
+    return gamma, beta, mean, variance
+
+
+def _batch_norm(x, gamma, beta, mean, variance, epsilon=1e-3):
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
+def test_inference_folds_batch_norm_into_the_convolution():
+    x = RNG.normal(size=(2, 9, 9, 3)).astype(np.float32)
+    layer = conv_bn.ConvBN(4, 3, activation="relu")
+    layer(x)
+    statistics = _randomize_batch_norm(layer.batch_norm, 4)
+    expected = np.maximum(
+        _batch_norm(_conv_same(x, np.asarray(layer.conv.kernel), 1), *statistics), 0
+    )
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_separable_inference_folds_batch_norm():
+    x = RNG.normal(size=(1, 8, 8, 3)).astype(np.float32)
+    layer = conv_bn.SeparableConvBN(5, 3)
+    layer(x)
+    depthwise_statistics = _randomize_batch_norm(layer.depthwise_batch_norm, 3)
+    pointwise_statistics = _randomize_batch_norm(layer.pointwise.batch_norm, 5)
+    kernel = np.asarray(layer.depthwise_conv.kernel)  # [3, 3, 3, 1]
+    depthwise = np.concatenate(
+        [_conv_same(x[..., c : c + 1], kernel[:, :, c : c + 1, :], 1) for c in range(3)], axis=-1
+    )
+    hidden = np.maximum(_batch_norm(depthwise, *depthwise_statistics), 0)
+    pointwise = hidden @ np.asarray(layer.pointwise.conv.kernel)[0, 0]
+    expected = np.maximum(_batch_norm(pointwise, *pointwise_statistics), 0)
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), expected, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,1 @@
+"""The SWideRNet grid search: search spaces, a resumable results table, Pareto fronts."""

@@ -1,0 +1,131 @@
+"""Tests for the grid search: spaces, the resumable table, Pareto fronts, the CLI."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import pytest
+
+from swiderrnet_tf import grid_search
+from swiderrnet_tf.backbones import registry
+from swiderrnet_tf.search import pareto
+from swiderrnet_tf.search import results
+from swiderrnet_tf.search import spaces
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def test_paper_spaces():
+    fast = spaces.candidates("fast")
+    strong = spaces.candidates("strong")
+    assert len(fast) == 45 and len(strong) == 21
+    assert {c.regime for c in fast} == {"fast"} and {c.regime for c in strong} == {"strong"}
+    # Eq. 3 and eq. 4, named as the registry names them.
+    assert {c.name for c in fast} == {
+        f"swidernet_{w1}_{w2}_{l}"
+        for w1 in ("0.25", "0.5", "1")
+        for w2 in ("0.25", "0.35", "0.5", "0.75", "1")
+        for l in ("0.35", "0.75", "1")
+    }
+    assert {c.name for c in strong} == {
+        f"swidernet_1_{w2}_{l}"
+        for w2 in ("1", "1.5", "2")
+        for l in ("1", "2", "3", "4", "5", "5.5", "6")
+    }
+    assert {c.name for c in fast + strong} <= set(registry.list_backbones())
+
+
+def test_custom_space_from_gin():
+    gin.clear_config()
+    try:
+        gin.parse_config(
+            ["custom_space.w1 = [0.25]", "custom_space.w2 = [0.25, 0.5]", "custom_space.l = [1]"]
+        )
+        names = [c.name for c in spaces.candidates("custom")]
+    finally:
+        gin.clear_config()
+    assert names == ["swidernet_0.25_0.25_1", "swidernet_0.25_0.5_1"]
+
+
+def test_pareto_front_by_hand():
+    rows = [
+        {"name": "a", "latency_ms": 10, "pq": 30},
+        {"name": "b", "latency_ms": 12, "pq": 35},
+        {"name": "c", "latency_ms": 12, "pq": 33},  # b is as fast and better
+        {"name": "d", "latency_ms": 20, "pq": 34},  # b is faster and better
+        {"name": "e", "latency_ms": 25, "pq": 40},
+    ]
+    assert pareto.pareto_front(rows, "latency_ms", "pq") == {"a", "b", "e"}
+    assert pareto.axes(["params_m", "madds_b", "latency_ms"]) == ("latency_ms", "madds_b")
+    assert pareto.axes(["params_m", "madds_b"]) == ("params_m", "madds_b")
+
+
+def test_results_table_resumes(tmp_path):
+    path = str(tmp_path / "results.csv")
+    table = results.ResultsTable(path, ["params_m"])
+    key = {"name": "x", "w1": 0.25, "w2": 0.5, "l": 1.0, "regime": "fast"}
+    table.update(key, {"params_m": 1.5})
+    reopened = results.ResultsTable(path, ["params_m", "madds_b"])
+    assert reopened.missing("x", ["params_m", "madds_b"]) == ["madds_b"]
+    assert reopened.rows["x"]["params_m"] == 1.5
+    assert not (tmp_path / "results.csv.tmp").exists()
+
+
+def _run(out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "swiderrnet_tf.grid_search",
+        "--space=custom",
+        "--gin_bindings=custom_space.w1 = [0.25, 0.5]",
+        "--gin_bindings=custom_space.w2 = [0.25, 0.35]",
+        "--gin_bindings=custom_space.l = [0.35]",
+        "--num_classes=3",
+        "--height=33",
+        "--width=41",
+        f"--output_dir={out}",
+        *extra,
+    ]
+
+
+def test_search_interrupted_then_resumed(tmp_path):
+    out = tmp_path / "search"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(_run(out), env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    csv_path = out / "results.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) >= 2:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    before = csv_path.read_text().splitlines()
+    assert 2 <= len(before) < 5  # header + the candidates finished before the kill
+    result = subprocess.run(
+        _run(out), env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 5
+    assert rows[: len(before)] == before  # finished rows were kept, not remeasured
+    measured_again = result.stderr.count("fast: params_m=")
+    assert measured_again == 5 - len(before)
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| swidernet_0.5_0.35_0.35 |" in (out / "results.md").read_text()
+
+
+def test_unknown_measure():
+    with pytest.raises(ValueError, match=r"unknown measure\(s\) \['speed'\]"):
+        grid_search.run(
+            space="fast",
+            measures=["speed"],
+            output_dir="/tmp/unused",
+            num_classes=3,
+            height=33,
+            width=33,
+        )
