@@ -14,6 +14,13 @@ multi-scale and flipped variant can replace the single-scale default.
 
 Batches are padded to `batch_size` and split over the local replicas (TPU
 cores, GPUs). In a multi-worker run only the chief evaluates, on its own.
+
+Deliberate deviations from the paper (section 4):
+  1. Single-scale inference without flipping by default; the paper's
+     multi-scale and flipped numbers need a `predict_fn_factory` that does it.
+  2. Images larger than `crop_size` are resized to fit (the pipeline's eval
+     mode), so they are evaluated at the reduced size; the paper's configs
+     use crops that hold whole images.
 """
 
 import os

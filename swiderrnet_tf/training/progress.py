@@ -44,6 +44,7 @@ class Progress:
         self._steps = 0
         self._seconds = 0.0
         self._started = None
+        self._first = True
 
     def start(self) -> None:
         """Marks the start of a host loop."""
@@ -70,7 +71,7 @@ class Progress:
             f"{key.removesuffix('_loss')} {values[key]:.4f}" for key in train_loop.LOSS_KEYS
         )
         logging.info(
-            "step %d/%d | %s | lr %.3g | %.2f steps/s %.1f img/s | ETA %s",
+            "step %d/%d | %s | lr %.3g | %.2f steps/s %.1f img/s | ETA %s%s",
             step,
             self.num_steps,
             losses,
@@ -78,7 +79,9 @@ class Progress:
             steps_per_second,
             values["images_per_second"],
             format_duration(eta),
+            " (this interval includes compiling the loop)" if self._first else "",
         )
+        self._first = False
         if self.writer is not None:
             with self.writer.as_default():
                 for key in train_loop.LOSS_KEYS:

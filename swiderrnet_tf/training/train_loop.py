@@ -8,7 +8,9 @@ runs several steps inside one `tf.function` (a `tf.range` loop around
 
 Each replica divides its batch-mean loss by the number of replicas: gradients
 are summed across replicas by the optimizer, which gives the gradient of the
-global batch mean.
+global batch mean. The learning rate follows the optimizer's iteration count;
+with float16 loss scaling a step skipped for overflowing gradients does not
+advance it (the trainer's step counter does advance).
 
 Deliberate deviations from deeplab2:
   1. Gradient clipping (optional) uses the global norm of the gradient of the
