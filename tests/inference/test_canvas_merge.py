@@ -41,7 +41,8 @@ def test_canvas_merge_equals_merge_at_image_size():
         got = traced(*outputs)
         assert sorted(got) == sorted(expected)
         for key, value in expected.items():
-            np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=f"{key} {height}x{width}")
+            where = f"{key} {height}x{width}"
+            np.testing.assert_allclose(got[key], value, rtol=1e-6, err_msg=where)
         instances += int(np.max(expected["instance"]))
     assert instances > 20  # the sizes exercise the instance numbering
 
