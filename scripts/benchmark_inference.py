@@ -113,8 +113,18 @@ def build_model(variant: str, regime: str, num_classes: int, seed: int):
     return model
 
 
-def run(variants, datasets, batches, repeats, centers, seed) -> list[dict]:
-    """Measures every combination; returns one row dict per measurement."""
+def run(variants, datasets, batches, repeats, centers, seed, print_rows=True) -> list[dict]:
+    """Measures every combination; returns one row dict per measurement.
+
+    Args:
+      variants: (registry name, regime) pairs, see `expand_variants`.
+      datasets: Keys of `DATASETS`.
+      batches: Batch sizes.
+      repeats: Timed calls per median.
+      centers: Instances per image fed to the merge; 0 for the network's outputs.
+      seed: Seed of the images, weights and synthetic outputs.
+      print_rows: Print each row of the table as it is measured.
+    """
     rows = []
     for name in datasets:
         dataset, (height, width), settings = DATASETS[name]
@@ -150,7 +160,7 @@ def run(variants, datasets, batches, repeats, centers, seed) -> list[dict]:
                         **result.as_dict(),
                     }
                 )
-                if not FLAGS.json:
+                if print_rows:
                     print(format_row(rows[-1]), flush=True)
             del model, network_fn, merge_fn
             keras.backend.clear_session()
@@ -188,7 +198,15 @@ def main(argv):
             f"{FLAGS.centers or 'the network'}{' instances' if FLAGS.centers else ''}"
         )
         print(HEADER, flush=True)
-    rows = run(variants, FLAGS.datasets, batches, FLAGS.repeats, FLAGS.centers, FLAGS.seed)
+    rows = run(
+        variants,
+        FLAGS.datasets,
+        batches,
+        FLAGS.repeats,
+        FLAGS.centers,
+        FLAGS.seed,
+        print_rows=not FLAGS.json,
+    )
     if FLAGS.json:
         json.dump(
             {"backend": keras.backend.backend(), "load_average": os.getloadavg(), "rows": rows},

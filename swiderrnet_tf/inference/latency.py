@@ -74,15 +74,11 @@ def _block(tree) -> None:
         keras.tree.map_structure(keras.ops.convert_to_numpy, tree)
 
 
-def _median_seconds(fn, repeats: int) -> tuple[float, float]:
-    """Median wall and process CPU seconds of `repeats` calls of `fn`."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - start_cpu)
-    return statistics.median(walls), statistics.median(cpus)
+def _timed(fn) -> tuple[float, float]:
+    """Wall and process CPU seconds of one call of `fn`."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def measure(
@@ -124,16 +120,24 @@ def measure(
     outputs = network_fn(tensor)
     _block(outputs)
     to_merge = outputs if merge_inputs is None else merge_inputs
-    network, _ = _median_seconds(lambda: _block(network_fn(tensor)), repeats)
-    merge, _ = _median_seconds(
-        lambda: keras.ops.convert_to_numpy(merge_fn(to_merge)[common.PANOPTIC]), repeats
-    )
-    total, total_cpu = _median_seconds(end_to_end, repeats)
+    parts = {
+        "network": lambda: _block(network_fn(tensor)),
+        "merge": lambda: keras.ops.convert_to_numpy(merge_fn(to_merge)[common.PANOPTIC]),
+        "end_to_end": end_to_end,
+    }
+    # Interleaved, so that a change in the machine's load affects all three alike.
+    walls = {name: [] for name in parts}
+    cpus = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, fn in parts.items():
+            wall, cpu = _timed(fn)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
     return Latency(
-        network=network,
-        merge=merge,
-        end_to_end=total,
-        end_to_end_cpu=total_cpu,
+        network=statistics.median(walls["network"]),
+        merge=statistics.median(walls["merge"]),
+        end_to_end=statistics.median(walls["end_to_end"]),
+        end_to_end_cpu=statistics.median(cpus["end_to_end"]),
         first_call=first_call,
         batch_size=int(images.shape[0]),
         repeats=repeats,
