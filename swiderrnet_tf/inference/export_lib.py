@@ -5,7 +5,13 @@
 maps out) and, as the asset `assets/panoptic_metadata.json`, what a reader
 needs without this package: class names, colours, thing flags, the category
 id of each class in COCO panoptic files, the label divisor and void, the merge
-settings and the scales. `read_metadata` reads it back.
+settings and the scales. `read_metadata` reads it back. Without gin or a
+training checkpoint:
+
+  model = panoptic_deeplab.build_panoptic_deeplab("swidernet_0.25_0.5_1", 19, "fast")
+  model.load_weights("cityscapes.weights.h5")
+  export_lib.export_saved_model(model, dataset_info.CITYSCAPES, "exported/cityscapes",
+                                nms_kernel=13, keep_k_centers=400)
 
 The SavedModel holds only TensorFlow ops: it loads with
 `tf.saved_model.load(output_dir)` in a process that has never imported

@@ -14,6 +14,13 @@ Both return (`b` batch, `h`, `w` image size, `c` classes, `k` center slots):
   * `semantic_probabilities` `[b, h, w, c]` float32; `center_heatmap` `[b, h, w]`;
   * `center_points` `[b, k, 2]` int32 (y, x; -1 unused), `center_scores` `[b, k]`.
 
+In Python (plain TensorFlow, no swiderrnet_tf needed):
+  loaded = tf.saved_model.load("exported/coco_fast")
+  outputs = loaded.signatures["serving_default"](images=tf.constant(uint8_batch))
+With TF Serving's REST API:
+  curl -d '{"signature_name": "serving_bytes", "instances": [{"b64": "<base64 JPEG>"}]}' \
+      localhost:8501/v1/models/coco_fast:predict
+
 Bad inputs fail with `InvalidArgumentError`s that say what is wrong: the rank
 or channel count of `images`, an empty image, an image larger than the
 largest merge canvas, an empty or unknown byte string (with its index), or

@@ -3,8 +3,9 @@
 TFLite needs a fixed input shape, which also gives the merge the static size it
 needs, so the whole pipeline (uint8 images -> network -> merge -> panoptic map)
 converts for one `(batch, height, width)` with the builtin TFLite ops only
-(the merge's loop and conditional become TFLite `WHILE` and `IF`). Tested on
-the fast regime; the strong regime uses the same ops.
+(the merge's loop and conditional become TFLite `WHILE` and `IF`); outputs
+equal the Keras model's and the merge's (tested on a fast-regime model; the
+strong regime only swaps separable for regular convolutions).
 
 The network is frozen (`convert_variables_to_constants_v2`) before conversion:
 given the Keras 3 model's variables, `TFLiteConverter` keeps the batch-norm
@@ -14,7 +15,9 @@ constants.
 
 TFLite flattens the output dict: its signature `serving_default` names the
 outputs `output_0`, `output_1`, ... in the order of `output_names(...)`
-(sorted keys). `run_tflite` maps them back.
+(sorted keys). `run_tflite` maps them back; it uses `tf.lite.Interpreter`,
+which TensorFlow deprecates in favour of `ai_edge_litert`'s interpreter (same
+flatbuffer, same signature runner).
 """
 
 import numpy as np
