@@ -1,0 +1,221 @@
+r"""End-to-end inference latency of Panoptic-DeepLab variants: network, merge, total.
+
+For each variant, dataset size and batch size, prints the median wall time of
+  * `network`: images (a tensor) -> semantic, center and offset outputs;
+  * `merge`: outputs -> panoptic map (numpy), fed `--centers` realistic
+    instances (`latency.synthetic_outputs`; 0: the network's own outputs,
+    which with random weights hold no center);
+  * `end to end`: uint8 numpy images -> network -> merge -> numpy panoptic map;
+and the merge's share of the end-to-end time, the end-to-end process CPU
+time (all threads; on a shared machine less noisy than wall time) and the
+first call (tracing and compilation). Weights are random (latency does
+not depend on them). Two dataset sizes: `coco` (641 x 641, 133 classes, NMS
+41, 200 center slots, as the label divisor 256 allows) and `cityscapes`
+(1025 x 2049, 19 classes, NMS 13, 400 center slots), deeplab2's settings.
+
+  python scripts/benchmark_inference.py                          # the full grid
+  python scripts/benchmark_inference.py --variants=fast --batches=1 --repeats=3
+  python scripts/benchmark_inference.py --variants=swidernet_0.25_0.25_0.75 \
+      --datasets=cityscapes --batches=1 --json
+  KERAS_BACKEND=jax python scripts/benchmark_inference.py --variants=fast --batches=1
+
+`--variants` takes registry names, `fast` (the paper's five fast picks,
+`registry.FAST_PICKS`, fast regime) and `strong` (`--strong_variant` in the
+strong regime). Both regimes use the paper layout with SE and SAC. On
+TensorFlow the network runs as a `tf.function` and the merge under XLA; on
+JAX both under `jax.jit`, the model built without running its initializers
+(each one would cost a JAX compilation).
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from swiderrnet_tf.backbones import registry  # noqa: E402
+from swiderrnet_tf.data import dataset_info  # noqa: E402
+from swiderrnet_tf.inference import latency  # noqa: E402
+from swiderrnet_tf.meta_arch import panoptic_deeplab  # noqa: E402
+
+FLAGS = flags.FLAGS
+# Dataset size -> (dataset, (height, width), merge settings of deeplab2's evaluator).
+DATASETS = {
+    "coco": ("coco", (641, 641), {"nms_kernel": 41, "keep_k_centers": 200}),
+    "cityscapes": ("cityscapes", (1025, 2049), {"nms_kernel": 13, "keep_k_centers": 400}),
+}
+_BACKBONE_OPTIONS = {"layout": "paper", "squeeze_excite": True, "sac": True}
+
+
+def define_flags():
+    flags.DEFINE_list("variants", ["fast", "strong"], "Registry names, `fast` and/or `strong`.")
+    flags.DEFINE_string("strong_variant", "swidernet_1_1_1", "The variant `strong` stands for.")
+    flags.DEFINE_list("datasets", list(DATASETS), f"Sizes to run: {sorted(DATASETS)}.")
+    flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
+    flags.DEFINE_integer("repeats", 5, "Timed calls per median.")
+    flags.DEFINE_integer("centers", 20, "Instances per image fed to the merge (0: network's).")
+    flags.DEFINE_boolean("json", False, "Print one JSON list instead of the table.")
+    flags.DEFINE_integer("seed", 0, "Seed of the images and weights.")
+
+
+def expand_variants(names, strong_variant: str) -> list[tuple[str, str]]:
+    """(registry name, regime) pairs for the `--variants` entries."""
+    result = []
+    for name in names:
+        if name == "fast":
+            result += [(registry.variant_name(*f), "fast") for f in registry.FAST_PICKS]
+        elif name == "strong":
+            result.append((strong_variant, "strong"))
+        else:
+            registry.backbone_args(name)  # fails with the list of valid names
+            result.append((name, "fast" if name.startswith("swidernet_0.25") else "strong"))
+    return result
+
+
+def random_weights(model, seed: int) -> list[np.ndarray]:
+    """Random values for every weight; positive for BN variances and scales."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in model.weights:
+        shape, dtype = tuple(weight.shape), keras.backend.standardize_dtype(weight.dtype)
+        if not dtype.startswith("float"):
+            values.append(np.zeros(shape, dtype))
+        elif weight.path.endswith(("moving_variance", "gamma")):
+            values.append(rng.uniform(0.5, 1.5, shape).astype(dtype))
+        else:
+            fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
+            values.append((rng.normal(0.0, 1.0, shape) / np.sqrt(fan_in)).astype(dtype))
+    return values
+
+
+def build_model(variant: str, regime: str, num_classes: int, seed: int):
+    """The model with random weights, built without initializers under JAX."""
+
+    def build():
+        return panoptic_deeplab.build_panoptic_deeplab(
+            variant, num_classes, regime, backbone_options=dict(_BACKBONE_OPTIONS)
+        )
+
+    if keras.backend.backend() == "jax":
+        with keras.StatelessScope(initialize_variables=False):
+            model = build()
+    else:
+        model = build()
+    for weight, value in zip(model.weights, random_weights(model, seed), strict=True):
+        weight.assign(value)
+    return model
+
+
+def run(variants, datasets, batches, repeats, centers, seed, print_rows=True) -> list[dict]:
+    """Measures every combination; returns one row dict per measurement.
+
+    Args:
+      variants: (registry name, regime) pairs, see `expand_variants`.
+      datasets: Keys of `DATASETS`.
+      batches: Batch sizes.
+      repeats: Timed calls per median.
+      centers: Instances per image fed to the merge; 0 for the network's outputs.
+      seed: Seed of the images, weights and synthetic outputs.
+      print_rows: Print each row of the table as it is measured.
+    """
+    rows = []
+    for name in datasets:
+        dataset, (height, width), settings = DATASETS[name]
+        info = dataset_info.get_dataset_info(dataset)
+        for variant, regime in variants:
+            start = time.perf_counter()
+            model = build_model(variant, regime, info.num_classes, seed)
+            network_fn, merge_fn = latency.build_pipeline(model, info, **settings)
+            built = time.perf_counter() - start
+            for batch in batches:
+                logging.info("Measuring %s %s batch %d", variant, name, batch)
+                images = np.random.default_rng(seed).integers(
+                    0, 256, (batch, height, width, 3), dtype=np.uint8
+                )
+                merge_inputs = None
+                if centers:
+                    merge_inputs = latency.synthetic_outputs(
+                        batch, height, width, info, num_instances=centers, seed=seed
+                    )
+                result = latency.measure(
+                    network_fn, merge_fn, images, repeats=repeats, merge_inputs=merge_inputs
+                )
+                rows.append(
+                    {
+                        "variant": variant,
+                        "regime": regime,
+                        "dataset": name,
+                        "height": height,
+                        "width": width,
+                        "batch": batch,
+                        "centers": centers,
+                        "build_s": built,
+                        **result.as_dict(),
+                    }
+                )
+                if print_rows:
+                    print(format_row(rows[-1]), flush=True)
+            del model, network_fn, merge_fn
+            keras.backend.clear_session()
+    return rows
+
+
+HEADER = (
+    f"{'variant':<26} {'regime':<6} {'size':>9} {'batch':>5} {'network s':>10} "
+    f"{'merge s':>8} {'end2end s':>10} {'merge %':>8} {'s/image':>8} {'cpu s':>7} {'first s':>8}"
+)
+
+
+def format_row(row: dict) -> str:
+    return (
+        f"{row['variant']:<26} {row['regime']:<6} {row['height']:>4}x{row['width']:<4} "
+        f"{row['batch']:>5} {row['network']:10.3f} {row['merge']:8.3f} "
+        f"{row['end_to_end']:10.3f} {100 * row['merge_share']:7.1f}% "
+        f"{row['end_to_end'] / row['batch']:8.3f} {row['end_to_end_cpu']:7.2f} "
+        f"{row['first_call']:8.2f}"
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    unknown = sorted(set(FLAGS.datasets) - set(DATASETS))
+    if unknown:
+        raise app.UsageError(f"unknown --datasets {unknown}; known: {sorted(DATASETS)}")
+    variants = expand_variants(FLAGS.variants, FLAGS.strong_variant)
+    batches = [int(b) for b in FLAGS.batches]
+    if not FLAGS.json:
+        print(
+            f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.2f}, repeats {FLAGS.repeats}, merge fed "
+            f"{FLAGS.centers or 'the network'}{' instances' if FLAGS.centers else ''}"
+        )
+        print(HEADER, flush=True)
+    rows = run(
+        variants,
+        FLAGS.datasets,
+        batches,
+        FLAGS.repeats,
+        FLAGS.centers,
+        FLAGS.seed,
+        print_rows=not FLAGS.json,
+    )
+    if FLAGS.json:
+        json.dump(
+            {"backend": keras.backend.backend(), "load_average": os.getloadavg(), "rows": rows},
+            sys.stdout,
+            indent=1,
+        )
+        print()
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,235 @@
+"""Exports a trained checkpoint as a SavedModel with the panoptic merge inside.
+
+    python -m swiderrnet_tf.export --gin_file=gin_configs/coco_fast.gin \\
+        --checkpoint=runs/coco_fast/ckpt-500000 --output=exported/coco_fast
+
+The gin files are the training run's. As the evaluator does, the model is
+built by `evaluate.model_fn` for the classes of `evaluate.dataset_name` and
+filled from `--checkpoint` (a `ckpt-<step>` prefix, a run folder for its
+newest checkpoint, or a `.weights.h5` file); the merge takes the
+`panoptic_predictor` settings (center threshold, NMS kernel, center slots). If
+the run evaluates over several scales
+(`panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn`), the
+SavedModel averages the same scales and flips inside. Add
+`--gin_bindings='panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn'`
+(and `multi_scale_predict_fn.dataset_name = %DATASET_NAME`) to export a
+multi-scale model from a single-scale run.
+
+`--canvas_sides` sets the merge canvases (the largest bounds the image size
+the SavedModel accepts, see `swiderrnet_tf.inference.canvas_merge`);
+`--tflite_size=HxW` also writes `model.tflite` beside it: network and merge
+for uint8 images of that size, batch 1 (see `swiderrnet_tf.inference.tflite`).
+
+The SavedModel, its signatures and its metadata are described in
+`swiderrnet_tf.inference.serving` and `export_lib`. Exit status: 0 when done,
+2 on a configuration, checkpoint or output error.
+"""
+
+import inspect
+import os
+import sys
+
+import gin
+import tensorflow as tf
+from absl import app
+from absl import flags
+from absl import logging
+
+from swiderrnet_tf.data import dataset_info as dataset_info_lib
+from swiderrnet_tf.inference import canvas_merge
+from swiderrnet_tf.inference import export_lib
+from swiderrnet_tf.inference import multi_scale
+from swiderrnet_tf.inference import tflite
+from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
+from swiderrnet_tf.training import eval_loop
+from swiderrnet_tf.training import gin_config
+
+FLAGS = flags.FLAGS
+TFLITE_FILE = "model.tflite"
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a program)."""
+    flags.DEFINE_multi_string("gin_file", [], "Gin file(s) of the training run.")
+    flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings applied after the files.")
+    flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, run folder or .weights.h5 file.")
+    flags.DEFINE_string("output", None, "Folder for the SavedModel (local or gs://).")
+    flags.DEFINE_list(
+        "canvas_sides",
+        [str(s) for s in canvas_merge.DEFAULT_CANVAS_SIDES],
+        "Merge canvas lengths; the largest bounds the image height and width.",
+    )
+    flags.DEFINE_string("tflite_size", None, "Also write model.tflite for HxW images.")
+    flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --output folder.")
+
+
+def export_settings() -> dict:
+    """What the parsed gin config says to export: model, dataset, merge, scales.
+
+    Returns:
+      Dict with `model_fn`, `dataset_name`, `merge` (center_threshold,
+      nms_kernel, keep_k_centers), `scales` and `flip`.
+
+    Raises:
+      ValueError: If `evaluate.model_fn` or `evaluate.dataset_name` is not
+        bound, or the evaluation uses a predict_fn_factory other than
+        `multi_scale_predict_fn`.
+    """
+    evaluate = gin.get_bindings("evaluate")
+    missing = [f"evaluate.{k}" for k in ("model_fn", "dataset_name") if evaluate.get(k) is None]
+    if missing:
+        raise ValueError(f"the gin config does not bind {missing}; give the training run's files")
+    predictor = gin.get_bindings("panoptic_predictor")
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(eval_loop.panoptic_predictor).parameters.items()
+        if name in ("center_threshold", "nms_kernel", "keep_k_centers")
+    }
+    merge = {name: predictor.get(name, default) for name, default in defaults.items()}
+    factory = predictor.get("predict_fn_factory")
+    scales, flip = (1.0,), False
+    if factory is multi_scale.multi_scale_predict_fn:
+        bound = gin.get_bindings("multi_scale_predict_fn")
+        scales = multi_scale.resolve_scales(bound.get("scales"), bound.get("dataset_name"))
+        flip = bound.get("flip", True)
+    elif factory not in (None, eval_loop.single_scale_predict_fn):
+        raise ValueError(
+            f"panoptic_predictor.predict_fn_factory = {factory!r} cannot be exported; "
+            "use @multi_scale_predict_fn or leave it unbound"
+        )
+    return {
+        "model_fn": evaluate["model_fn"],
+        "dataset_name": evaluate["dataset_name"],
+        "merge": merge,
+        "scales": scales,
+        "flip": flip,
+    }
+
+
+def export_checkpoint(
+    *,
+    model_fn,
+    dataset_name: str,
+    checkpoint: str,
+    output: str,
+    merge: dict,
+    scales=(1.0,),
+    flip: bool = False,
+    canvas_sides=canvas_merge.DEFAULT_CANVAS_SIDES,
+    tflite_size=None,
+    overwrite: bool = False,
+) -> str:
+    """Builds the model, restores `checkpoint` and writes the SavedModel to `output`.
+
+    Usable without gin: `model_fn(num_classes=...)` builds the model (e.g.
+    `functools.partial(build_panoptic_deeplab, "swidernet_0.25_0.5_1",
+    regime="fast")`).
+
+    Args:
+      model_fn: Model factory taking `num_classes`.
+      dataset_name: A registered dataset.
+      checkpoint: See `eval_loop.restore_model`.
+      output: The SavedModel folder.
+      merge: `center_threshold`, `nms_kernel`, `keep_k_centers`.
+      scales, flip: Multi-scale and flipped inference inside the SavedModel.
+      canvas_sides: Merge canvas lengths.
+      tflite_size: Optional (height, width): also write `model.tflite`.
+      overwrite: Replace a non-empty `output`.
+
+    Returns:
+      `output`.
+    """
+    info = dataset_info_lib.get_dataset_info(dataset_name)
+    model = model_fn(num_classes=info.num_classes)
+    step = eval_loop.restore_model(model, checkpoint)
+    logging.info("Exporting %s (step %s) to %s", checkpoint, step, output)
+    export_lib.export_saved_model(
+        model,
+        info,
+        output,
+        scales=scales,
+        flip=flip,
+        canvas_sides=canvas_sides,
+        overwrite=overwrite,
+        **merge,
+    )
+    if tflite_size is not None:
+        settings = dict(
+            thing_classes=info.thing_classes,
+            label_divisor=info.label_divisor,
+            stuff_area_limit=info.stuff_area_limit,
+            void_label=info.ignore_label,
+            **merge,
+        )
+        content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
+        path = os.path.join(output, TFLITE_FILE)
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(content)
+        logging.info("Wrote %s (%d bytes)", path, len(content))
+    return output
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`641x641` -> (641, 641)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"sizes are HEIGHTxWIDTH, e.g. 641x641; got {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"sizes must be positive, got {text!r}")
+    return height, width
+
+
+def run(
+    *,
+    gin_files,
+    checkpoint,
+    output,
+    gin_bindings=(),
+    canvas_sides=canvas_merge.DEFAULT_CANVAS_SIDES,
+    tflite_size=None,
+    overwrite=False,
+) -> int:
+    """Parses the config and exports; returns the exit status."""
+    try:
+        if not checkpoint or not output:
+            raise ValueError("--checkpoint and --output are required")
+        gin_config.parse(gin_files, gin_bindings)
+        settings = export_settings()
+        sides = canvas_merge.check_canvas_sides(tuple(int(s) for s in canvas_sides))
+        size = parse_size(tflite_size) if tflite_size else None
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    try:
+        export_checkpoint(
+            checkpoint=checkpoint,
+            output=output,
+            canvas_sides=sides,
+            tflite_size=size,
+            overwrite=overwrite,
+            **settings,
+        )
+    except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return run(
+        gin_files=FLAGS.gin_file,
+        gin_bindings=FLAGS.gin_bindings,
+        checkpoint=FLAGS.checkpoint,
+        output=FLAGS.output,
+        canvas_sides=FLAGS.canvas_sides,
+        tflite_size=FLAGS.tflite_size,
+        overwrite=FLAGS.overwrite,
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
