@@ -59,8 +59,11 @@ class ASPP(keras.layers.Layer):
             )
 
         self.conv_bn_act = one_by_one("conv_bn_act")
-        self.atrous_convs = [
-            conv_bn.conv_bn_act(
+        # One attribute per layer: tf.train.Checkpoint does not follow a Keras
+        # layer's list attributes, so layers kept in a list would be missing
+        # from training checkpoints.
+        for i, rate in enumerate(self.atrous_rates):
+            layer = conv_bn.conv_bn_act(
                 conv_type,
                 channels,
                 3,
@@ -69,11 +72,15 @@ class ASPP(keras.layers.Layer):
                 name=f"aspp_conv{i + 1}",
                 dtype=policy,
             )
-            for i, rate in enumerate(self.atrous_rates)
-        ]
+            setattr(self, f"aspp_conv{i + 1}", layer)
         self.pool_conv_bn_act = one_by_one("aspp_pool")
         self.proj_conv_bn_act = one_by_one("proj_conv_bn_act")
         self.proj_dropout = keras.layers.Dropout(dropout, name="proj_dropout", dtype=policy)
+
+    @property
+    def atrous_convs(self):
+        """The atrous branches, one per rate."""
+        return [getattr(self, f"aspp_conv{i + 1}") for i in range(len(self.atrous_rates))]
 
     def build(self, input_shape):
         self.conv_bn_act.build(input_shape)

@@ -70,29 +70,39 @@ class DecoderBranch(keras.layers.Layer):
             name="aspp",
             dtype=policy,
         )
-        self.low_level_convs = []
-        self.fusion_convs = []
+        # One attribute per layer: tf.train.Checkpoint does not follow a Keras
+        # layer's list attributes (see ASPP).
         for i, channels in enumerate(self.low_level_channels):
-            self.low_level_convs.append(
-                conv_bn.ConvBN(
-                    channels,
-                    1,
-                    activation="relu",
-                    sync_batch_norm=sync_batch_norm,
-                    name=f"low_level_conv{i + 1}",
-                    dtype=policy,
-                )
+            projection = conv_bn.ConvBN(
+                channels,
+                1,
+                activation="relu",
+                sync_batch_norm=sync_batch_norm,
+                name=f"low_level_conv{i + 1}",
+                dtype=policy,
             )
-            self.fusion_convs.append(
-                conv_bn.conv_bn_act(
-                    decoder_conv_type,
-                    decoder_channels,
-                    5,
-                    sync_batch_norm=sync_batch_norm,
-                    name=f"fusion_conv{i + 1}",
-                    dtype=policy,
-                )
+            fusion = conv_bn.conv_bn_act(
+                decoder_conv_type,
+                decoder_channels,
+                5,
+                sync_batch_norm=sync_batch_norm,
+                name=f"fusion_conv{i + 1}",
+                dtype=policy,
             )
+            setattr(self, f"low_level_conv{i + 1}", projection)
+            setattr(self, f"fusion_conv{i + 1}", fusion)
+
+    @property
+    def low_level_convs(self):
+        """The 1x1 projections of the low-level features, finest last."""
+        return [
+            getattr(self, f"low_level_conv{i + 1}") for i in range(len(self.low_level_channels))
+        ]
+
+    @property
+    def fusion_convs(self):
+        """The convolutions after each concatenation."""
+        return [getattr(self, f"fusion_conv{i + 1}") for i in range(len(self.low_level_channels))]
 
     def build(self, input_shape):
         high, *lows = input_shape

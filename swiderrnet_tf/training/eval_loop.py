@@ -166,7 +166,7 @@ def restore_model(model, checkpoint: str) -> int | None:
             raise FileNotFoundError(f"{checkpoint}: no complete training checkpoint here")
     if not checkpointing.is_complete(prefix):
         raise FileNotFoundError(f"{prefix}: no complete checkpoint (expected {prefix}.index)")
-    status = tf.train.Checkpoint(model=model).restore(prefix)
+    status = tf.train.Checkpoint(model=model).read(prefix)
     status.expect_partial()
     try:
         status.assert_existing_objects_matched()

@@ -63,6 +63,15 @@ def _search_repository_first() -> None:
         prefixes.insert(0, root)
 
 
+def _register_entry_points() -> None:
+    """Registers `train` and `evaluate`, which every gin file binds.
+
+    Imported here, not at the top: both modules import this one.
+    """
+    from swiderrnet_tf.training import eval_loop  # noqa: F401
+    from swiderrnet_tf.training import trainer  # noqa: F401
+
+
 def parse(gin_files, gin_bindings=()) -> list[str]:
     """Clears gin and parses the files, then the bindings, in order.
 
@@ -82,6 +91,7 @@ def parse(gin_files, gin_bindings=()) -> list[str]:
     if not gin_files:
         raise ValueError("give at least one --gin_file, e.g. --gin_file=gin_configs/demo.gin")
     files = [resolve_gin_file(f) for f in gin_files]
+    _register_entry_points()
     gin.clear_config()
     _search_repository_first()
     gin.parse_config_files_and_bindings(files, list(gin_bindings or ()), finalize_config=False)

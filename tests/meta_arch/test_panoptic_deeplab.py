@@ -137,3 +137,31 @@ def test_backbone_output_stride_must_agree():
     backbone = registry.create_backbone(TINY, output_stride=32)
     with pytest.raises(ValueError, match="output stride 32"):
         panoptic_deeplab.build_panoptic_deeplab(backbone, 3, output_stride=16)
+
+
+def _randomise(model, seed):
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        if "seed_generator" not in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(weight.dtype))
+
+
+@pytest.mark.parametrize("regime", ["fast", "strong"])
+def test_training_checkpoints_hold_every_weight(regime, tmp_path):
+    # Training checkpoints are tf.train.Checkpoint object graphs, which reach
+    # layers through attributes; a weight outside the graph would silently
+    # restart from its initial value on resume.
+    import tensorflow as tf
+
+    def build():
+        # The backbone has SE and SAC (on by default), the decoders both branches.
+        return panoptic_deeplab.build_panoptic_deeplab(TINY, 3, regime, **NARROW)
+
+    saved, restored = build(), build()
+    _randomise(saved, seed=1)
+    prefix = tf.train.Checkpoint(model=saved).write(str(tmp_path / "ckpt"))
+    status = tf.train.Checkpoint(model=restored).read(prefix)
+    status.assert_existing_objects_matched()
+    for a, b in zip(saved.weights, restored.weights, strict=True):
+        if "seed_generator" not in a.path:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
