@@ -43,15 +43,10 @@ from absl import logging  # noqa: E402
 from swiderrnet_tf.backbones import registry  # noqa: E402
 from swiderrnet_tf.data import dataset_info  # noqa: E402
 from swiderrnet_tf.inference import latency  # noqa: E402
-from swiderrnet_tf.meta_arch import panoptic_deeplab  # noqa: E402
 
 FLAGS = flags.FLAGS
-# Dataset size -> (dataset, (height, width), merge settings of deeplab2's evaluator).
-DATASETS = {
-    "coco": ("coco", (641, 641), {"nms_kernel": 41, "keep_k_centers": 200}),
-    "cityscapes": ("cityscapes", (1025, 2049), {"nms_kernel": 13, "keep_k_centers": 400}),
-}
-_BACKBONE_OPTIONS = {"layout": "paper", "squeeze_excite": True, "sac": True}
+# Dataset size -> (dataset, (height, width)); merge settings: latency.MERGE_SETTINGS.
+DATASETS = {"coco": ("coco", (641, 641)), "cityscapes": ("cityscapes", (1025, 2049))}
 
 
 def define_flags():
@@ -79,40 +74,6 @@ def expand_variants(names, strong_variant: str) -> list[tuple[str, str]]:
     return result
 
 
-def random_weights(model, seed: int) -> list[np.ndarray]:
-    """Random values for every weight; positive for BN variances and scales."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for weight in model.weights:
-        shape, dtype = tuple(weight.shape), keras.backend.standardize_dtype(weight.dtype)
-        if not dtype.startswith("float"):
-            values.append(np.zeros(shape, dtype))
-        elif weight.path.endswith(("moving_variance", "gamma")):
-            values.append(rng.uniform(0.5, 1.5, shape).astype(dtype))
-        else:
-            fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
-            values.append((rng.normal(0.0, 1.0, shape) / np.sqrt(fan_in)).astype(dtype))
-    return values
-
-
-def build_model(variant: str, regime: str, num_classes: int, seed: int):
-    """The model with random weights, built without initializers under JAX."""
-
-    def build():
-        return panoptic_deeplab.build_panoptic_deeplab(
-            variant, num_classes, regime, backbone_options=dict(_BACKBONE_OPTIONS)
-        )
-
-    if keras.backend.backend() == "jax":
-        with keras.StatelessScope(initialize_variables=False):
-            model = build()
-    else:
-        model = build()
-    for weight, value in zip(model.weights, random_weights(model, seed), strict=True):
-        weight.assign(value)
-    return model
-
-
 def run(variants, datasets, batches, repeats, centers, seed, print_rows=True) -> list[dict]:
     """Measures every combination; returns one row dict per measurement.
 
@@ -127,11 +88,12 @@ def run(variants, datasets, batches, repeats, centers, seed, print_rows=True) ->
     """
     rows = []
     for name in datasets:
-        dataset, (height, width), settings = DATASETS[name]
+        dataset, (height, width) = DATASETS[name]
         info = dataset_info.get_dataset_info(dataset)
+        settings = latency.MERGE_SETTINGS.get(dataset, {})
         for variant, regime in variants:
             start = time.perf_counter()
-            model = build_model(variant, regime, info.num_classes, seed)
+            model = latency.build_random_model(variant, regime, info.num_classes, seed)
             network_fn, merge_fn = latency.build_pipeline(model, info, **settings)
             built = time.perf_counter() - start
             for batch in batches:

@@ -61,6 +61,12 @@ def define_flags():
     )
     flags.DEFINE_string("tflite_size", None, "Also write model.tflite for HxW images.")
     flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --output folder.")
+    flags.DEFINE_boolean(
+        "jit_compile_merge",
+        True,
+        "Compile the merge with XLA inside the SavedModel; --nojit_compile_merge for "
+        "servers that run no XLA (see inference/export_lib.py).",
+    )
 
 
 def export_settings() -> dict:
@@ -118,6 +124,7 @@ def export_checkpoint(
     canvas_sides=canvas_merge.DEFAULT_CANVAS_SIDES,
     tflite_size=None,
     overwrite: bool = False,
+    jit_compile_merge: bool = True,
 ) -> str:
     """Builds the model, restores `checkpoint` and writes the SavedModel to `output`.
 
@@ -135,6 +142,7 @@ def export_checkpoint(
       canvas_sides: Merge canvas lengths.
       tflite_size: Optional (height, width): also write `model.tflite`.
       overwrite: Replace a non-empty `output`.
+      jit_compile_merge: Compile the merge with XLA in the SavedModel.
 
     Returns:
       `output`.
@@ -151,6 +159,7 @@ def export_checkpoint(
         flip=flip,
         canvas_sides=canvas_sides,
         overwrite=overwrite,
+        jit_compile_merge=jit_compile_merge,
         **merge,
     )
     if tflite_size is not None:
@@ -189,6 +198,7 @@ def run(
     canvas_sides=canvas_merge.DEFAULT_CANVAS_SIDES,
     tflite_size=None,
     overwrite=False,
+    jit_compile_merge=True,
 ) -> int:
     """Parses the config and exports; returns the exit status."""
     try:
@@ -208,6 +218,7 @@ def run(
             canvas_sides=sides,
             tflite_size=size,
             overwrite=overwrite,
+            jit_compile_merge=jit_compile_merge,
             **settings,
         )
     except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
@@ -227,6 +238,7 @@ def main(argv):
         canvas_sides=FLAGS.canvas_sides,
         tflite_size=FLAGS.tflite_size,
         overwrite=FLAGS.overwrite,
+        jit_compile_merge=FLAGS.jit_compile_merge,
     )
 
 

@@ -1,10 +1,17 @@
 """Grid search over SWideRNet-(w1, w2, l) (paper section 3.2, Fig. 3, Tables 4-5).
 
 Usage:
-  python -m swiderrnet_tf.grid_search --space fast --measure params,madds \\
+  python -m swiderrnet_tf.grid_search --space fast --measure params,madds,latency \\
       --output_dir search/fast
   python -m swiderrnet_tf.grid_search --space custom --gin_file my_grid.gin \\
       --measure params,madds --output_dir search/mine
+  python -m swiderrnet_tf.grid_search --space custom --gin_file gin_configs/demo.gin \\
+      --gin_bindings='custom_space.w1 = [0.25]' \\
+      --gin_bindings='custom_space.w2 = [0.25, 0.5]' \\
+      --gin_bindings='custom_space.l = [0.35]' \\
+      --gin_bindings='DATA_DIR = "data/synthetic"' \\
+      --dataset synthetic --height 129 --width 129 \\
+      --measure params,latency,pq --output_dir search/demo
 
 Enumerates the paper's S_fast (45 candidates) or S_strong (21), or a custom grid
 from gin (`custom_space.w1/w2/l`), measures each candidate on the current device
@@ -13,26 +20,47 @@ into --output_dir. Interrupted searches resume: rerun the same command and only
 missing measurements are taken. Measures:
   params   trainable parameters of the whole Panoptic-DeepLab (millions)
   madds    multiply-adds of one image (billions; see tools/model_stats.py)
+  latency  median end-to-end milliseconds of one batch: uint8 images in, panoptic
+           map out (network, then the merge fed `--centers` instances), with
+           the network's and the merge's share (`inference/latency.py`); on
+           TensorFlow, or on JAX with KERAS_BACKEND=jax
+  pq       PQ (%) after training the candidate with the gin recipe of
+           --gin_file (e.g. gin_configs/demo.gin, or coco_fast.gin with fewer
+           steps): `python -m swiderrnet_tf.train --mode=train_and_eval` in a
+           child process per candidate, into <output_dir>/runs/<candidate>,
+           which resumes from its checkpoints when the search is rerun
+The dataset (`--dataset`, default COCO as the paper's Fig. 3) sets the number
+of classes and the merge settings.
 """
 
+import glob
+import json
+import os
 import pathlib
+import subprocess
 import sys
 import time
 
 import gin
+import keras
+import numpy as np
 from absl import app
 from absl import flags
 
+from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.search import pareto
 from swiderrnet_tf.search import results as results_lib
 from swiderrnet_tf.search import spaces
 from swiderrnet_tf.tools import model_stats
 
+# The pq measure's training log, in each candidate's run folder.
+PQ_LOG = "search_train.log"
 
-def _params_and_madds(candidate, *, num_classes, height, width, **unused):
+
+def _params_and_madds(candidate, *, info, height, width, **unused):
     stats = model_stats.model_stats(
         candidate.name,
-        num_classes=num_classes,
+        num_classes=info.num_classes,
         height=height,
         width=width,
         regime=candidate.regime,
@@ -40,10 +68,74 @@ def _params_and_madds(candidate, *, num_classes, height, width, **unused):
     return {"params_m": stats["params"] / 1e6, "madds_b": stats["madds"] / 1e9}
 
 
+def _latency(candidate, *, info, height, width, batch_size, repeats, centers, **unused):
+    from swiderrnet_tf.inference import latency
+
+    model = latency.build_random_model(candidate.name, candidate.regime, info.num_classes)
+    settings = latency.MERGE_SETTINGS.get(info.name, {})
+    network_fn, merge_fn = latency.build_pipeline(model, info, **settings)
+    images = np.random.default_rng(0).integers(
+        0, 256, (batch_size, height, width, 3), dtype=np.uint8
+    )
+    merge_inputs = None
+    if centers:
+        merge_inputs = latency.synthetic_outputs(
+            batch_size, height, width, info, num_instances=centers
+        )
+    result = latency.measure(
+        network_fn, merge_fn, images, repeats=repeats, merge_inputs=merge_inputs
+    )
+    del model, network_fn, merge_fn
+    keras.backend.clear_session()
+    return {
+        "latency_ms": 1000 * result.end_to_end,
+        "network_ms": 1000 * result.network,
+        "merge_ms": 1000 * result.merge,
+    }
+
+
+def _pq(candidate, *, output_dir, gin_files, gin_bindings, tpu, **unused):
+    model_dir = os.path.join(output_dir, "runs", candidate.name)
+    os.makedirs(model_dir, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "swiderrnet_tf.train",
+        "--mode=train_and_eval",
+        f"--model_dir={model_dir}",
+        *([f"--tpu={tpu}"] if tpu else []),
+        *(f"--gin_file={f}" for f in gin_files),
+        *(f"--gin_bindings={b}" for b in gin_bindings),
+        f"--gin_bindings=build_panoptic_deeplab.backbone = '{candidate.name}'",
+        f"--gin_bindings=build_panoptic_deeplab.regime = '{candidate.regime}'",
+    ]
+    log_path = os.path.join(model_dir, PQ_LOG)
+    with open(log_path, "a") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        with open(log_path) as log:
+            tail = "".join(log.readlines()[-15:])
+        raise RuntimeError(
+            f"training {candidate.name} exited with status {done.returncode}; "
+            f"log {log_path}:\n{tail}"
+        )
+    found = glob.glob(os.path.join(model_dir, "eval", "results_step_*.json"))
+    if not found:
+        raise RuntimeError(f"training {candidate.name} wrote no evaluation; see {log_path}")
+    newest = max(found, key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0]))
+    with open(newest) as f:
+        metrics = json.load(f)["metrics"]
+    return {"pq": 100.0 * metrics["pq"]}
+
+
 # measure name -> (columns it fills, function of (candidate, **settings) -> values)
 MEASURES = {
     "params": (("params_m",), _params_and_madds),
     "madds": (("madds_b",), _params_and_madds),
+    "latency": (("latency_ms", "network_ms", "merge_ms"), _latency),
+    "pq": (("pq",), _pq),
 }
 
 
@@ -52,13 +144,32 @@ def run(
     space: str,
     measures: list[str],
     output_dir: str,
-    num_classes: int,
-    height: int,
-    width: int,
+    dataset: str = "coco",
+    height: int = 641,
+    width: int = 641,
+    batch_size: int = 1,
+    repeats: int = 5,
+    centers: int = 20,
+    gin_files=(),
+    gin_bindings=(),
+    tpu: str | None = None,
     max_candidates: int | None = None,
     log=print,
 ) -> list[dict]:
     """Measures every candidate of `space` that is missing a requested measure.
+
+    Args:
+      space: `fast`, `strong` or `custom` (gin's `custom_space`).
+      measures: Keys of `MEASURES`.
+      output_dir: Where results, the plot and the pq runs go.
+      dataset: A registered dataset: classes and merge settings.
+      height, width: Input size of params/madds/latency.
+      batch_size, repeats, centers: Latency: images per call, timed calls per
+        median, instances fed to the merge (0: the network's own outputs).
+      gin_files, gin_bindings: The training recipe of the pq measure.
+      tpu: The pq measure's `--tpu` for the training runs.
+      max_candidates: Stop after measuring this many candidates.
+      log: Called with one progress line per candidate.
 
     Returns:
       The rows of the results table, in search-space order.
@@ -66,11 +177,30 @@ def run(
     unknown = sorted(set(measures) - set(MEASURES))
     if unknown:
         raise ValueError(f"unknown measure(s) {unknown}; available: {sorted(MEASURES)}")
+    if not measures:
+        raise ValueError(f"give at least one measure of {sorted(MEASURES)}")
+    if "pq" in measures and not gin_files:
+        raise ValueError(
+            "--measure pq trains each candidate with a gin recipe: give --gin_file "
+            "(e.g. gin_configs/demo.gin)"
+        )
+    info = dataset_info_lib.get_dataset_info(dataset)
     columns = [c for m in measures for c in MEASURES[m][0]]
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = results_lib.ResultsTable(str(out / "results.csv"), columns)
-    settings = dict(num_classes=num_classes, height=height, width=width)
+    settings = dict(
+        info=info,
+        height=height,
+        width=width,
+        batch_size=batch_size,
+        repeats=repeats,
+        centers=centers,
+        output_dir=str(out),
+        gin_files=list(gin_files),
+        gin_bindings=list(gin_bindings),
+        tpu=tpu,
+    )
     todo = spaces.candidates(space)
     measured = 0
     for index, candidate in enumerate(todo):
@@ -105,7 +235,9 @@ def run(
     x, y = pareto.axes(columns)
     front = pareto.pareto_front(rows, x, y)
     (out / "results.md").write_text(pareto.markdown(rows, columns, front) + "\n")
-    title = f"SWideRNet {space} search, {height}x{width}, {num_classes} classes"
+    title = f"SWideRNet {space} search, {height}x{width}, {info.name}"
+    if "latency" in measures:
+        title += f", {keras.backend.backend()} batch {batch_size}"
     pareto.plot(rows, x, y, front, str(out / "pareto.png"), title)
     return rows
 
@@ -120,29 +252,47 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "Where results.csv/.md and pareto.png go.")
     flags.DEFINE_multi_string("gin_file", [], "Gin files (a custom grid, a training recipe).")
     flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
-    flags.DEFINE_integer("num_classes", 133, "Semantic classes (133: COCO, as the paper).")
+    flags.DEFINE_string("tpu", None, "pq: --tpu of each training run (else GPUs or CPU).")
+    flags.DEFINE_string("dataset", "coco", "Registered dataset: classes, merge settings.")
     flags.DEFINE_integer("height", 641, "Input height.")
     flags.DEFINE_integer("width", 641, "Input width.")
+    flags.DEFINE_integer("batch_size", 1, "Latency: images per call.")
+    flags.DEFINE_integer("repeats", 5, "Latency: timed calls per median.")
+    flags.DEFINE_integer("centers", 20, "Latency: instances fed to the merge (0: network's).")
     flags.DEFINE_integer("max_candidates", None, "Stop after measuring this many candidates.")
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
+    from swiderrnet_tf.training import gin_config
+
     try:
-        gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
+        if FLAGS.gin_file:
+            files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        else:
+            files = []
+            gin_config.register_configurables()
+            gin.parse_config(FLAGS.gin_bindings)
         run(
             space=FLAGS.space,
             measures=FLAGS.measure,
             output_dir=FLAGS.output_dir,
-            num_classes=FLAGS.num_classes,
+            dataset=FLAGS.dataset,
             height=FLAGS.height,
             width=FLAGS.width,
+            batch_size=FLAGS.batch_size,
+            repeats=FLAGS.repeats,
+            centers=FLAGS.centers,
+            gin_files=files,
+            gin_bindings=FLAGS.gin_bindings,
+            tpu=FLAGS.tpu,
             max_candidates=FLAGS.max_candidates,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"results in {FLAGS.output_dir}/results.csv, results.md, pareto.png")

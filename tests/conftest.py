@@ -17,15 +17,18 @@ def testdata() -> pathlib.Path:
     return TESTDATA
 
 
+ABSL_LOGGER_LEVEL = logging.get_absl_logger().level
+
+
 @pytest.fixture(autouse=True)
 def absl_logger_level():
-    """Restores the absl logger's level after each test.
+    """Gives each test the absl logger's level of a fresh process.
 
-    Saving a SavedModel resets it as a side effect (TensorFlow's
+    Saving a SavedModel changes it as a side effect (TensorFlow's
     AutoTrackable sets the absl verbosity to FATAL and back, leaving an unset
-    level at WARNING), which would hide later tests' INFO lines from caplog.
+    level at WARNING), also in fixtures of wider scope, which would hide later
+    tests' INFO lines from caplog.
     """
-    logger = logging.get_absl_logger()
-    level = logger.level
+    logging.get_absl_logger().setLevel(ABSL_LOGGER_LEVEL)
     yield
-    logger.setLevel(level)
+    logging.get_absl_logger().setLevel(ABSL_LOGGER_LEVEL)

@@ -131,6 +131,7 @@ class CanvasMerge(tf.Module):
                 semantic_logits, center_heatmap, offsets, **self.settings
             )
 
+        self.jit_compile = bool(jit_compile)
         self._merge = tf.function(merge, jit_compile=jit_compile, autograph=False)
 
     @property

@@ -71,6 +71,7 @@ def build_metadata(info, *, merge, scales, flip, category_ids, model_name, num_p
         "void_panoptic_id": info.void_panoptic_id,
         "merge": {**merge.settings, "thing_classes": list(merge.settings["thing_classes"])},
         "canvas_sides": list(merge.sides),
+        "merge_xla": merge.jit_compile,
         "scales": list(scales),
         "flip": bool(flip),
         "signatures": {

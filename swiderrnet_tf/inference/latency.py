@@ -25,7 +25,19 @@ import keras
 import numpy as np
 
 from swiderrnet_tf import common
+from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.postprocess import merge_layer
+
+# Merge settings per dataset (NMS window, center slots): deeplab2's evaluation
+# settings, and those of gin_configs/datasets/synthetic.gin; other datasets use
+# the merge's defaults.
+MERGE_SETTINGS = {
+    "synthetic": {"nms_kernel": 7, "keep_k_centers": 32},
+    "coco": {"nms_kernel": 41, "keep_k_centers": 200},
+    "cityscapes": {"nms_kernel": 13, "keep_k_centers": 400},
+}
+# The backbone the paper measured: its layout, with SE and SAC.
+PAPER_BACKBONE_OPTIONS = {"layout": "paper", "squeeze_excite": True, "sac": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,3 +250,41 @@ def synthetic_outputs(
         common.CENTER_HEATMAP: heatmap[..., None],
         common.OFFSETS: offsets,
     }
+
+
+def random_weights(model, seed: int) -> list[np.ndarray]:
+    """Random values for every weight; positive for BN variances and scales."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in model.weights:
+        shape, dtype = tuple(weight.shape), keras.backend.standardize_dtype(weight.dtype)
+        if not dtype.startswith("float"):
+            values.append(np.zeros(shape, dtype))
+        elif weight.path.endswith(("moving_variance", "gamma")):
+            values.append(rng.uniform(0.5, 1.5, shape).astype(dtype))
+        else:
+            fan_in = np.prod(shape[:-1]) if len(shape) > 1 else 1
+            values.append((rng.normal(0.0, 1.0, shape) / np.sqrt(fan_in)).astype(dtype))
+    return values
+
+
+def build_random_model(variant: str, regime: str, num_classes: int, seed: int = 0):
+    """Panoptic-DeepLab on `variant` (paper backbone) with random weights.
+
+    Latency does not depend on the weights. Under JAX the model is built
+    without running its initializers (each would cost a JAX compilation).
+    """
+
+    def build():
+        return panoptic_deeplab.build_panoptic_deeplab(
+            variant, num_classes, regime, backbone_options=dict(PAPER_BACKBONE_OPTIONS)
+        )
+
+    if keras.backend.backend() == "jax":
+        with keras.StatelessScope(initialize_variables=False):
+            model = build()
+    else:
+        model = build()
+    for weight, value in zip(model.weights, random_weights(model, seed), strict=True):
+        weight.assign(value)
+    return model

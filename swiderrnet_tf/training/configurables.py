@@ -21,8 +21,10 @@ from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.data import dataset_info  # noqa: F401  (registers register_*_dataset)
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import synthetic
+from swiderrnet_tf.inference import multi_scale  # noqa: F401  (@multi_scale_predict_fn)
 from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.meta_arch import panoptic_deeplab
+from swiderrnet_tf.search import spaces  # noqa: F401  (custom_space: a grid search's recipe)
 
 
 def _keyword_names(fn) -> list[str]:

@@ -16,8 +16,10 @@ Batches are padded to `batch_size` and split over the local replicas (TPU
 cores, GPUs). In a multi-worker run only the chief evaluates, on its own.
 
 Deliberate deviations from the paper (section 4):
-  1. Single-scale inference without flipping by default; the paper's
-     multi-scale and flipped numbers need a `predict_fn_factory` that does it.
+  1. Single-scale inference without flipping by default. The paper's
+     multi-scale and flipped numbers: bind
+     `panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn` and
+     `multi_scale_predict_fn.dataset_name = %DATASET_NAME` (its eval scales).
   2. Images larger than `crop_size` are resized to fit (the pipeline's eval
      mode), so they are evaluated at the reduced size; the paper's configs
      use crops that hold whole images.

@@ -63,10 +63,10 @@ def _search_repository_first() -> None:
         prefixes.insert(0, root)
 
 
-def _register_entry_points() -> None:
-    """Registers `train` and `evaluate`, which every gin file binds.
+def register_configurables() -> None:
+    """Registers every gin name, `train` and `evaluate` among them.
 
-    Imported here, not at the top: both modules import this one.
+    The entry points are imported here, not at the top: they import this module.
     """
     from swiderrnet_tf.training import eval_loop  # noqa: F401
     from swiderrnet_tf.training import trainer  # noqa: F401
@@ -91,7 +91,7 @@ def parse(gin_files, gin_bindings=()) -> list[str]:
     if not gin_files:
         raise ValueError("give at least one --gin_file, e.g. --gin_file=gin_configs/demo.gin")
     files = [resolve_gin_file(f) for f in gin_files]
-    _register_entry_points()
+    register_configurables()
     gin.clear_config()
     _search_repository_first()
     gin.parse_config_files_and_bindings(files, list(gin_bindings or ()), finalize_config=False)

@@ -31,9 +31,7 @@ def test_variant_names(benchmark):
 
 
 def test_one_tiny_row(benchmark, monkeypatch):
-    monkeypatch.setitem(
-        benchmark.DATASETS, "tiny", ("synthetic", (33, 45), {"nms_kernel": 7, "keep_k_centers": 16})
-    )
+    monkeypatch.setitem(benchmark.DATASETS, "tiny", ("synthetic", (33, 45)))
     rows = benchmark.run(
         [("swidernet_0.25_0.25_0.35", "fast")], ["tiny"], [2], 2, 3, 0, print_rows=False
     )

@@ -76,11 +76,13 @@ def test_exports_the_checkpoint_with_the_runs_settings(trained, tmp_path):
         output=output,
         canvas_sides=["48"],
         tflite_size="33x41",
+        jit_compile_merge=False,
     )
     assert status == 0
     metadata = export_lib.read_metadata(output)
     assert metadata["dataset"] == "synthetic" and metadata["scales"] == [0.75, 1.0]
     assert metadata["flip"] is True and metadata["merge"]["keep_k_centers"] == 32
+    assert metadata["merge_xla"] is False
     images = helpers.random_images((1, 33, 41), seed=2)
     serve = tf.saved_model.load(output).signatures["serving_default"]
     got = serve(images=tf.constant(images))

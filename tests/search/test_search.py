@@ -1,5 +1,6 @@
 """Tests for the grid search: spaces, the resumable table, Pareto fronts, the CLI."""
 
+import json
 import os
 import pathlib
 import signal
@@ -84,9 +85,11 @@ def _run(out, *extra):
         "--gin_bindings=custom_space.w1 = [0.25, 0.5]",
         "--gin_bindings=custom_space.w2 = [0.25, 0.35]",
         "--gin_bindings=custom_space.l = [0.35]",
-        "--num_classes=3",
+        "--dataset=synthetic",
         "--height=33",
         "--width=41",
+        "--measure=params,madds,latency",
+        "--repeats=2",
         f"--output_dir={out}",
         *extra,
     ]
@@ -115,17 +118,68 @@ def test_search_interrupted_then_resumed(tmp_path):
     assert rows[: len(before)] == before  # finished rows were kept, not remeasured
     measured_again = result.stderr.count("fast: params_m=")
     assert measured_again == 5 - len(before)
+    header, *lines = [row.split(",") for row in rows]
+    assert header == [
+        "name", "w1", "w2", "l", "regime", "params_m", "madds_b",
+        "latency_ms", "network_ms", "merge_ms",
+    ]  # fmt: skip
+    assert [line[0] for line in lines] == [
+        "swidernet_0.25_0.25_0.35",
+        "swidernet_0.25_0.35_0.35",
+        "swidernet_0.5_0.25_0.35",
+        "swidernet_0.5_0.35_0.35",
+    ]
+    for line in lines:
+        params, madds, total, network, merge = (float(v) for v in line[5:])
+        assert 0 < params < 10 and 0 < madds < 1
+        # The end-to-end call holds the network and the merge (medians of
+        # separate calls, so allow for timing noise).
+        assert 0 < network < 1.5 * total and 0 < merge < 1.5 * total
+    # Wider stages, more parameters (w2 scales conv4..conv5, w1 conv2..conv3).
+    by_name = {line[0]: float(line[5]) for line in lines}
+    assert by_name["swidernet_0.25_0.25_0.35"] < by_name["swidernet_0.25_0.35_0.35"]
+    assert by_name["swidernet_0.25_0.25_0.35"] < by_name["swidernet_0.5_0.25_0.35"]
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| swidernet_0.5_0.35_0.35 |" in (out / "results.md").read_text()
+    # With latency measured, the front is drawn over latency (x) and M-Adds (y).
+    markdown = (out / "results.md").read_text()
+    assert "| swidernet_0.5_0.35_0.35 |" in markdown and "latency_ms" in markdown
 
 
-def test_unknown_measure():
+def test_unknown_measure(tmp_path):
     with pytest.raises(ValueError, match=r"unknown measure\(s\) \['speed'\]"):
-        grid_search.run(
-            space="fast",
-            measures=["speed"],
-            output_dir="/tmp/unused",
-            num_classes=3,
-            height=33,
-            width=33,
+        grid_search.run(space="fast", measures=["speed"], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="give --gin_file"):
+        grid_search.run(space="fast", measures=["pq"], output_dir=str(tmp_path))
+
+
+def test_pq_trains_and_evaluates_each_candidate(tmp_path):
+    # One candidate of a custom grid, trained 6 steps with the training tests'
+    # tiny recipe; the PQ comes from the evaluation the run wrote.
+    gin.clear_config()
+    out = tmp_path / "search"
+    bindings = [
+        f"DATA_DIR = '{tmp_path / 'data'}'",
+        "custom_space.w1 = [0.25]",
+        "custom_space.w2 = [0.25]",
+        "custom_space.l = [0.35]",
+        "custom_space.regime = 'strong'",
+    ]
+    try:
+        gin.parse_config(bindings[1:])
+        rows = grid_search.run(
+            space="custom",
+            measures=["params", "pq"],
+            output_dir=str(out),
+            dataset="synthetic",
+            gin_files=[str(ROOT / "tests/training/tiny.gin")],
+            gin_bindings=bindings,
+            log=lambda line: None,
         )
+    finally:
+        gin.clear_config()
+    (row,) = rows
+    run_dir = out / "runs" / "swidernet_0.25_0.25_0.35"
+    (result,) = run_dir.glob("eval/results_step_6.json")
+    assert row["pq"] == pytest.approx(100 * json.loads(result.read_text())["metrics"]["pq"])
+    assert 0 <= row["pq"] <= 100
+    assert (run_dir / grid_search.PQ_LOG).exists()

@@ -1,6 +1,8 @@
 """Gin files and command-line checks: every config parses; bad configs fail first, by name."""
 
 import pathlib
+import subprocess
+import sys
 
 import gin
 import pytest
@@ -152,3 +154,19 @@ def test_gin_file_paths_resolve_from_any_directory(tmp_path, monkeypatch):
     assert gin_config.default_model_dir(["gin_configs/demo.gin"]) == "runs/demo"
     with pytest.raises(FileNotFoundError, match="no_such.gin"):
         gin_config.resolve_gin_file("gin_configs/no_such.gin")
+
+
+def test_entry_points_register_every_name_their_gin_files_use():
+    # A fresh process importing only the training entry point must know the
+    # evaluation's multi-scale predictor and the grid search's custom space.
+    code = (
+        "from swiderrnet_tf import train; from swiderrnet_tf.training import gin_config;"
+        "gin_config.parse(['gin_configs/demo.gin'], ["
+        "'panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn',"
+        "'multi_scale_predict_fn.dataset_name = %DATASET_NAME',"
+        "'custom_space.w1 = [0.25]'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=helpers.ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -122,6 +122,32 @@ def test_evaluate_cli_prints_and_writes_the_results(tiny_data, straight_run, tmp
     assert len(document["per_class"]) == 6
 
 
+def test_multi_scale_evaluation_from_gin(tiny_data, straight_run, tmp_path, monkeypatch):
+    from swiderrnet_tf.inference import multi_scale
+
+    calls = []
+    original = multi_scale.multi_scale_outputs
+
+    def recording(predict, images, **kwargs):
+        calls.append((tuple(images.shape), kwargs))
+        return original(predict, images, **kwargs)
+
+    monkeypatch.setattr(multi_scale, "multi_scale_outputs", recording)
+    code = evaluate_cli.run(
+        gin_files=[helpers.TINY_GIN],
+        checkpoint=straight_run,
+        gin_bindings=[
+            f"DATA_DIR = '{tiny_data}'",
+            "panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn",
+            "multi_scale_predict_fn.scales = (0.5, 1.0)",
+        ],
+        output_dir=str(tmp_path / "eval"),
+    )
+    assert code == 0
+    assert calls and all(kw == {"scales": (0.5, 1.0), "flip": True} for _, kw in calls)
+    assert (tmp_path / "eval" / "results_step_6.json").exists()
+
+
 def test_continuous_eval_evaluates_checkpoints_until_the_final_step(
     tiny_data, straight_run, capsys
 ):
