@@ -18,6 +18,10 @@ not depend on them). Two dataset sizes: `coco` (641 x 641, 133 classes, NMS
   python scripts/benchmark_inference.py --variants=swidernet_0.25_0.25_0.75 \
       --datasets=cityscapes --batches=1 --json
   KERAS_BACKEND=jax python scripts/benchmark_inference.py --variants=fast --batches=1
+  python scripts/benchmark_inference.py --variants=fast --batches=1 --markdown
+
+`--markdown` prints a markdown table with the paper's Tesla V100 runtimes
+(Table 5, batch 1) beside the rows they exist for (docs/latency.md).
 
 `--variants` takes registry names, `fast` (the paper's five fast picks,
 `registry.FAST_PICKS`, fast regime) and `strong` (`--strong_variant` in the
@@ -43,6 +47,7 @@ from absl import logging  # noqa: E402
 from swiderrnet_tf.backbones import registry  # noqa: E402
 from swiderrnet_tf.data import dataset_info  # noqa: E402
 from swiderrnet_tf.inference import latency  # noqa: E402
+from swiderrnet_tf.tools import paper_reference  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Dataset size -> (dataset, (height, width)); merge settings: latency.MERGE_SETTINGS.
@@ -57,6 +62,7 @@ def define_flags():
     flags.DEFINE_integer("repeats", 5, "Timed calls per median.")
     flags.DEFINE_integer("centers", 20, "Instances per image fed to the merge (0: network's).")
     flags.DEFINE_boolean("json", False, "Print one JSON list instead of the table.")
+    flags.DEFINE_boolean("markdown", False, "Print a markdown table with the paper's runtimes.")
     flags.DEFINE_integer("seed", 0, "Seed of the images and weights.")
 
 
@@ -145,6 +151,28 @@ def format_row(row: dict) -> str:
     )
 
 
+def markdown(rows: list[dict]) -> str:
+    """Rows as a markdown table (milliseconds), with the paper's V100 runtime and PQ."""
+    lines = [
+        "| variant | regime | input | batch | network ms | merge ms | end-to-end ms "
+        "| merge share | paper V100 ms (batch 1) | paper PQ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        info = dataset_info.get_dataset_info(DATASETS[row["dataset"]][0])
+        key = (row["variant"], info.num_classes, row["height"], row["width"])
+        paper_ms, paper_pq = paper_reference.RUNTIME_V100_MS.get(key, (None, None))
+        if row["batch"] != 1:
+            paper_ms = paper_pq = None
+        lines.append(
+            f"| {row['variant']} | {row['regime']} | {row['height']}x{row['width']} "
+            f"| {row['batch']} | {1000 * row['network']:.0f} | {1000 * row['merge']:.0f} "
+            f"| {1000 * row['end_to_end']:.0f} | {100 * row['merge_share']:.1f}% "
+            f"| {'' if paper_ms is None else paper_ms} | {'' if paper_pq is None else paper_pq} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -153,7 +181,9 @@ def main(argv):
         raise app.UsageError(f"unknown --datasets {unknown}; known: {sorted(DATASETS)}")
     variants = expand_variants(FLAGS.variants, FLAGS.strong_variant)
     batches = [int(b) for b in FLAGS.batches]
-    if not FLAGS.json:
+    if FLAGS.json and FLAGS.markdown:
+        raise app.UsageError("--json and --markdown exclude each other")
+    if not FLAGS.json and not FLAGS.markdown:
         print(
             f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, load average "
             f"{os.getloadavg()[0]:.2f}, repeats {FLAGS.repeats}, merge fed "
@@ -167,8 +197,15 @@ def main(argv):
         FLAGS.repeats,
         FLAGS.centers,
         FLAGS.seed,
-        print_rows=not FLAGS.json,
+        print_rows=not FLAGS.json and not FLAGS.markdown,
     )
+    if FLAGS.markdown:
+        print(
+            f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.2f}, repeats {FLAGS.repeats}, merge fed "
+            f"{FLAGS.centers or 'the network'}{' instances' if FLAGS.centers else ''}\n"
+        )
+        print(markdown(rows))
     if FLAGS.json:
         json.dump(
             {"backend": keras.backend.backend(), "load_average": os.getloadavg(), "rows": rows},

@@ -37,3 +37,19 @@ REFERENCE = {
     ("swidernet_0.25_0.5_1", "fast", CITYSCAPES, 1025, 2049): (None, 576.83, "Tables 5, 12"),
     ("swidernet_0.25_0.75_1", "fast", CITYSCAPES, 1025, 2049): (None, 1199.85, "Tables 5, 12"),
 }
+
+# Table 5: end-to-end runtime (ms) of the fast picks, image in to panoptic
+# result out, on a Tesla V100-SXM2, batch 1; and the val PQ.
+# (name, num_classes, height, width) -> (runtime ms, PQ val)
+RUNTIME_V100_MS = {
+    ("swidernet_0.25_0.25_0.75", COCO, 641, 641): (30.01, 31.5),
+    ("swidernet_0.25_0.35_0.75", COCO, 641, 641): (31.45, 34.3),
+    ("swidernet_0.25_0.35_1", COCO, 641, 641): (35.96, 36.0),
+    ("swidernet_0.25_0.5_1", COCO, 641, 641): (42.57, 38.1),
+    ("swidernet_0.25_0.75_1", COCO, 641, 641): (56.66, 40.1),
+    ("swidernet_0.25_0.25_0.75", CITYSCAPES, 1025, 2049): (63.05, 58.4),
+    ("swidernet_0.25_0.35_0.75", CITYSCAPES, 1025, 2049): (73.14, 59.8),
+    ("swidernet_0.25_0.35_1", CITYSCAPES, 1025, 2049): (83.25, 61.6),
+    ("swidernet_0.25_0.5_1", CITYSCAPES, 1025, 2049): (108.58, 62.7),
+    ("swidernet_0.25_0.75_1", CITYSCAPES, 1025, 2049): (166.83, 63.8),
+}

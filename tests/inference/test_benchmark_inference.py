@@ -39,3 +39,25 @@ def test_one_tiny_row(benchmark, monkeypatch):
     assert row["variant"] == "swidernet_0.25_0.25_0.35" and row["batch"] == 2
     assert row["merge_share"] > 0 and row["end_to_end"] > 0
     assert "swidernet_0.25_0.25_0.35" in benchmark.format_row(row)
+
+
+def test_markdown_puts_the_papers_runtime_beside_batch_1_rows(benchmark):
+    row = dict(
+        variant="swidernet_0.25_0.35_1",
+        regime="fast",
+        dataset="coco",
+        height=641,
+        width=641,
+        batch=1,
+        network=0.5,
+        merge=0.05,
+        end_to_end=0.6,
+        merge_share=0.05 / 0.6,
+    )
+    table = benchmark.markdown([row, {**row, "batch": 8}, {**row, "dataset": "cityscapes"}])
+    _, _, first, eighth, cityscapes = table.splitlines()
+    # Table 5: 35.96 ms on a V100, PQ 36.0 on COCO val.
+    assert first.endswith("| 500 | 50 | 600 | 8.3% | 35.96 | 36.0 |")
+    assert eighth.endswith("| 8.3% |  |  |")
+    # The row says 641x641 but the Cityscapes key is 1025x2049: no paper figure.
+    assert cityscapes.endswith("| 8.3% |  |  |")
