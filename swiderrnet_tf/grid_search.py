@@ -19,11 +19,13 @@ and writes `results.csv`, `results.md` and `pareto.png` (the Pareto front marked
 into --output_dir. Interrupted searches resume: rerun the same command and only
 missing measurements are taken. Measures:
   params   trainable parameters of the whole Panoptic-DeepLab (millions)
-  madds    multiply-adds of one image (billions; see tools/model_stats.py)
+  madds    multiply-adds of one image (billions; see tools/model_stats.py;
+           needs TensorFlow)
   latency  median end-to-end milliseconds of one batch: uint8 images in, panoptic
            map out (network, then the merge fed `--centers` instances), with
            the network's and the merge's share (`inference/latency.py`); on
-           TensorFlow, or on JAX with KERAS_BACKEND=jax
+           TensorFlow, or on JAX with KERAS_BACKEND=jax (where TensorFlow is
+           not installed: `--measure=params,latency`)
   pq       PQ (%) after training the candidate with the gin recipe of
            --gin_file (e.g. gin_configs/demo.gin, or coco_fast.gin with fewer
            steps): `python -m swiderrnet_tf.train --mode=train_and_eval` in a
@@ -57,7 +59,16 @@ from swiderrnet_tf.tools import model_stats
 PQ_LOG = "search_train.log"
 
 
+def _params(candidate, *, info, **unused):
+    model = model_stats.build_stateless(
+        candidate.name, num_classes=info.num_classes, regime=candidate.regime
+    )
+    return {"params_m": model_stats.count_parameters(model) / 1e6}
+
+
 def _params_and_madds(candidate, *, info, height, width, **unused):
+    # M-Adds are counted in a traced TensorFlow graph; the other measures run
+    # on JAX alone as well.
     stats = model_stats.model_stats(
         candidate.name,
         num_classes=info.num_classes,
@@ -132,7 +143,7 @@ def _pq(candidate, *, output_dir, gin_files, gin_bindings, tpu, **unused):
 
 # measure name -> (columns it fills, function of (candidate, **settings) -> values)
 MEASURES = {
-    "params": (("params_m",), _params_and_madds),
+    "params": (("params_m",), _params),
     "madds": (("madds_b",), _params_and_madds),
     "latency": (("latency_ms", "network_ms", "merge_ms"), _latency),
     "pq": (("pq",), _pq),
@@ -267,15 +278,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    from swiderrnet_tf.training import gin_config
-
     try:
-        if FLAGS.gin_file:
+        if "pq" in FLAGS.measure:
+            # Training needs TensorFlow and every gin name of the recipe.
+            from swiderrnet_tf.training import gin_config
+
             files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
         else:
-            files = []
-            gin_config.register_configurables()
-            gin.parse_config(FLAGS.gin_bindings)
+            # Only the grid is read; recipe bindings of a shared gin file are
+            # skipped, so the search also runs where only JAX is installed.
+            files = list(FLAGS.gin_file)
+            gin.parse_config_files_and_bindings(files, FLAGS.gin_bindings, skip_unknown=True)
         run(
             space=FLAGS.space,
             measures=FLAGS.measure,

@@ -7,10 +7,6 @@ on the Pareto front when no other candidate is at least as good on both axes and
 better on one.
 """
 
-import io
-
-import tensorflow as tf
-
 LABELS = {
     "latency_ms": "end-to-end latency (ms)",
     "madds_b": "M-Adds (B)",
@@ -85,9 +81,6 @@ def plot(rows: list[dict], x: str, y: str, front: set[str], path: str, title: st
     axis.set_ylabel(LABELS.get(y, y))
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png")
+    figure.savefig(path, format="png")
     pyplot.close(figure)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())

@@ -2,13 +2,13 @@
 
 After each candidate the whole table is written to a temporary file and renamed
 over `results.csv`, so an interrupted search leaves the last complete table,
-and a restart measures only what is missing.
+and a restart measures only what is missing. Plain local files: the search
+also runs where only JAX is installed.
 """
 
 import csv
 import math
-
-import tensorflow as tf
+import os
 
 KEY_COLUMNS = ("name", "w1", "w2", "l", "regime")
 
@@ -23,14 +23,14 @@ def _parse(value: str):
 
 
 class ResultsTable:
-    """Rows keyed by candidate name, stored in `path` (local or gs://)."""
+    """Rows keyed by candidate name, stored in the local file `path`."""
 
     def __init__(self, path: str, value_columns: list[str]):
         self.path = path
         self.value_columns = list(value_columns)
         self.rows: dict[str, dict] = {}
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
+        if os.path.exists(path):
+            with open(path, newline="") as f:
                 for row in csv.DictReader(f):
                     self.rows[row["name"]] = {k: _parse(v) for k, v in row.items()}
             for row in self.rows.values():
@@ -52,7 +52,7 @@ class ResultsTable:
     def _write(self) -> None:
         columns = list(KEY_COLUMNS) + self.value_columns
         temporary = self.path + ".tmp"
-        with tf.io.gfile.GFile(temporary, "w") as f:
+        with open(temporary, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows.values():
@@ -64,4 +64,4 @@ class ResultsTable:
                         for c in columns
                     }
                 )
-        tf.io.gfile.rename(temporary, self.path, overwrite=True)
+        os.replace(temporary, self.path)

@@ -183,3 +183,48 @@ def test_pq_trains_and_evaluates_each_candidate(tmp_path):
     assert row["pq"] == pytest.approx(100 * json.loads(result.read_text())["metrics"]["pq"])
     assert 0 <= row["pq"] <= 100
     assert (run_dir / grid_search.PQ_LOG).exists()
+
+
+# Run as a program with TensorFlow made unimportable, as on a GPU machine that
+# has JAX only.
+_WITHOUT_TENSORFLOW = """
+import importlib.abc, runpy, sys
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("no TensorFlow here")
+sys.meta_path.insert(0, NoTensorFlow())
+sys.argv = ["grid_search", *sys.argv[1:]]
+runpy.run_module("swiderrnet_tf.grid_search", run_name="__main__")
+"""
+
+
+def test_params_and_latency_under_jax_without_tensorflow(tmp_path):
+    out = tmp_path / "search"
+    arguments = [
+        "--space=custom",
+        "--gin_bindings=custom_space.w1 = [0.25]",
+        "--gin_bindings=custom_space.w2 = [0.25]",
+        "--gin_bindings=custom_space.l = [0.35]",
+        "--dataset=synthetic",
+        "--height=33",
+        "--width=41",
+        "--measure=params,latency",
+        "--repeats=1",
+        f"--output_dir={out}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, *arguments],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    header, row = (out / "results.csv").read_text().splitlines()
+    assert header == "name,w1,w2,l,regime,params_m,latency_ms,network_ms,merge_ms"
+    assert row.startswith("swidernet_0.25_0.25_0.35,0.25,0.25,0.35,fast,")
+    assert all(float(v) > 0 for v in row.split(",")[5:])
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
