@@ -40,6 +40,7 @@ from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
 from swiderrnet_tf.inference import tflite
+from swiderrnet_tf.postprocess import panoptic_merge
 from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
@@ -163,13 +164,7 @@ def export_checkpoint(
         **merge,
     )
     if tflite_size is not None:
-        settings = dict(
-            thing_classes=info.thing_classes,
-            label_divisor=info.label_divisor,
-            stuff_area_limit=info.stuff_area_limit,
-            void_label=info.ignore_label,
-            **merge,
-        )
+        settings = {**panoptic_merge.dataset_merge_settings(info), **merge}
         content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
         path = os.path.join(output, TFLITE_FILE)
         with tf.io.gfile.GFile(path, "wb") as f:

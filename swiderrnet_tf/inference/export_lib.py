@@ -39,6 +39,7 @@ from swiderrnet_tf import common
 from swiderrnet_tf.data.converters import layouts
 from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import serving
+from swiderrnet_tf.postprocess import panoptic_merge
 
 METADATA_FILE = "panoptic_metadata.json"
 METADATA_VERSION = 1
@@ -139,14 +140,11 @@ def export_saved_model(
     merge = canvas_merge.CanvasMerge(
         num_classes,
         canvas_sides,
-        thing_classes=dataset_info.thing_classes,
-        label_divisor=dataset_info.label_divisor,
-        stuff_area_limit=dataset_info.stuff_area_limit,
         center_threshold=center_threshold,
         nms_kernel=nms_kernel,
         keep_k_centers=keep_k_centers,
-        void_label=dataset_info.ignore_label,
         jit_compile=jit_compile_merge,
+        **panoptic_merge.dataset_merge_settings(dataset_info),
     )
     metadata = build_metadata(
         dataset_info,

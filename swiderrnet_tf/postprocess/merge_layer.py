@@ -80,13 +80,7 @@ class PanopticMerge(keras.layers.Layer):
           info: A `swiderrnet_tf.data.dataset_info.DatasetInfo`.
           **kwargs: The other constructor arguments (`nms_kernel`, ...).
         """
-        return cls(
-            thing_classes=info.thing_classes,
-            label_divisor=info.label_divisor,
-            stuff_area_limit=info.stuff_area_limit,
-            void_label=info.ignore_label,
-            **kwargs,
-        )
+        return cls(**panoptic_merge.dataset_merge_settings(info), **kwargs)
 
     def _merge_settings(self, with_outputs=True) -> dict:
         settings = dict(

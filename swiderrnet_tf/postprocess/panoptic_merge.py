@@ -41,6 +41,24 @@ from swiderrnet_tf.postprocess import semantic_scores
 _INT32_MAX = 2**31 - 1
 
 
+def dataset_merge_settings(info) -> dict:
+    """The merge settings a dataset fixes: thing classes, divisor, area limit, void.
+
+    Args:
+      info: A `swiderrnet_tf.data.dataset_info.DatasetInfo`.
+
+    Returns:
+      Keyword arguments of `panoptic_merge` (the others, such as `nms_kernel`,
+      are inference choices).
+    """
+    return dict(
+        thing_classes=info.thing_classes,
+        label_divisor=info.label_divisor,
+        stuff_area_limit=info.stuff_area_limit,
+        void_label=info.ignore_label,
+    )
+
+
 def check_merge_settings(
     *,
     thing_classes,

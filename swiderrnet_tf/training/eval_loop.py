@@ -87,13 +87,10 @@ def panoptic_predictor(
             outputs[common.SEMANTIC_LOGITS],
             outputs[common.CENTER_HEATMAP],
             outputs[common.OFFSETS],
-            thing_classes=info.thing_classes,
-            label_divisor=info.label_divisor,
-            stuff_area_limit=info.stuff_area_limit,
             center_threshold=center_threshold,
             nms_kernel=nms_kernel,
             keep_k_centers=keep_k_centers,
-            void_label=info.ignore_label,
+            **panoptic_merge.dataset_merge_settings(info),
         )
         return {key: merged[key] for key in _PREDICTION_KEYS}
 
