@@ -19,10 +19,10 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 FLAGS = flags.FLAGS
 

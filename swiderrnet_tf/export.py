@@ -41,9 +41,9 @@ from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
 from swiderrnet_tf.inference import tflite
 from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 FLAGS = flags.FLAGS
 TFLITE_FILE = "model.tflite"

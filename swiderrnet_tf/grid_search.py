@@ -281,6 +281,7 @@ def main(argv):
         if "pq" in FLAGS.measure:
             # Training needs TensorFlow and every gin name of the recipe.
             from swiderrnet_tf.training import gin_config
+            from swiderrnet_tf.training import gin_registry  # noqa: F401
 
             files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
         else:

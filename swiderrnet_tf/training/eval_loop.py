@@ -165,12 +165,13 @@ def restore_model(model, checkpoint: str) -> int | None:
             raise FileNotFoundError(f"{checkpoint}: no complete training checkpoint here")
     if not checkpointing.is_complete(prefix):
         raise FileNotFoundError(f"{prefix}: no complete checkpoint (expected {prefix}.index)")
-    status = tf.train.Checkpoint(model=model).read(prefix)
-    status.expect_partial()
     try:
+        status = tf.train.Checkpoint(model=model).read(prefix)
+        status.expect_partial()
         status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ValueError(f"{prefix} does not match the configured model: {str(e)[:2000]}") from e
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        message = checkpointing.explain_mismatch(prefix, e, os.path.dirname(prefix))
+        raise ValueError(message) from e
     logging.info("Restored the model from %s", prefix)
     return checkpointing.checkpoint_step(prefix)
 
