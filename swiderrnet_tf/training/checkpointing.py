@@ -107,8 +107,9 @@ def explain_mismatch(prefix: str, error: Exception, model_dir: str | None) -> st
     message = f"{prefix} does not match the configured model and optimizer: {first}."
     differences = gin_config.config_differences(model_dir) if model_dir else []
     if differences:
-        message += " The config differs from the one it was trained with: " + "; ".join(differences)
-        message += ". Use another model_dir, or the settings of that run"
+        config = os.path.join(model_dir, gin_config.CONFIG_FILE)
+        message += f" The config differs from {config}, which it was trained with: "
+        message += "; ".join(differences) + ". Use another model_dir, or the settings of that run"
     else:
         message += " Was another configuration trained in this folder? Use another model_dir"
     return message + "."

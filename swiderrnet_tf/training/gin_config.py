@@ -231,6 +231,6 @@ def config_differences(model_dir: str, limit: int = 8) -> list[str]:
         key=lambda n: (not n.startswith(_NETWORK_BINDINGS), n),
     )
     return [
-        f"{n}: {saved.get(n, '(unset)')} in {path}, now {current.get(n, '(unset)')}"
+        f"{n} = {saved.get(n, '(unset)')} there, {current.get(n, '(unset)')} now"
         for n in names[:limit]
     ]
