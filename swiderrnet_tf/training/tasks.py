@@ -7,9 +7,12 @@ the training pipeline a step reads, and what its image summaries show.
 """
 
 import keras
+from absl import logging
 
 from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
+from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import data_setup
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import eval_loop
@@ -35,6 +38,28 @@ PANOPTIC_TRAIN_FEATURES = (
 )
 
 
+def check_panoptic_crop(crop_size, output_stride: int) -> None:
+    """Refuses crops the network cannot see; notes sizes that are not `k * stride + 1`.
+
+    Raises:
+      ValueError: A side below `output_stride + 1` (the deepest features would
+        hold a single position, so every image-level context is that pixel).
+    """
+    for side in crop_size:
+        if side < output_stride + 1:
+            raise ValueError(
+                f"train.crop_size {tuple(crop_size)}: each side must be at least "
+                f"{output_stride + 1} (output stride {output_stride} + 1), got {side}"
+            )
+    if any((side - 1) % output_stride for side in crop_size):
+        logging.warning(
+            "train.crop_size %s is not of the form k * %d + 1 (e.g. 513, 641, 1025) that every "
+            "paper recipe uses: the feature grids then do not align with the crop's corners",
+            tuple(crop_size),
+            output_stride,
+        )
+
+
 class PanopticTask:
     """Panoptic-DeepLab on a registered panoptic dataset.
 
@@ -51,16 +76,17 @@ class PanopticTask:
         """`model_fn(num_classes=..., sync_batch_norm=...)`, inside the strategy's scope."""
         return model_fn(num_classes=self.info.num_classes, sync_batch_norm=sync_batch_norm)
 
-    def build_loss(self, loss_fn):
-        """`loss_fn(ignore_label=...)` -> `loss(features, outputs)` with `loss_keys`."""
-        return loss_fn(ignore_label=self.info.ignore_label)
+    def build_loss(self, loss_fn, model):
+        """`loss_fn(ignore_label=...)` (default `PanopticLoss`) -> `loss(features, outputs)`."""
+        del model
+        return (loss_fn or panoptic_losses.PanopticLoss)(ignore_label=self.info.ignore_label)
 
     def file_pattern(self, data_dir: str, split: str) -> str:
         return data_setup.file_pattern(self.info, data_dir, split)
 
     def dataset(self, dataset_fn, *, file_pattern, crop_size, batch_size, input_context, seed):
         """The training pipeline of one input pipeline, holding only the step's features."""
-        dataset = dataset_fn(
+        dataset = (dataset_fn or pipeline.build_dataset)(
             dataset_info=self.info,
             file_pattern=file_pattern,
             mode="train",
@@ -72,14 +98,20 @@ class PanopticTask:
         return dataset.map(lambda f: {k: f[k] for k in PANOPTIC_TRAIN_FEATURES})
 
     @staticmethod
-    def output_stride(model) -> int:
-        return int(model.backbone.output_stride)
+    def check_crop_size(crop_size, model) -> None:
+        check_panoptic_crop(crop_size, int(model.backbone.output_stride))
 
     def summary_images(self, strategy, model, dataset_fn, *, file_pattern, crop_size, count):
         """Fixed training images shown with their ground truth and the prediction."""
+        dataset_fn = dataset_fn or pipeline.build_dataset
         return _PanopticImages(
             strategy, model, self.info, dataset_fn, file_pattern, crop_size, count
         )
+
+
+def for_dataset(dataset_name: str):
+    """The task of a registered dataset."""
+    return PanopticTask(dataset_name)
 
 
 class _PanopticImages:

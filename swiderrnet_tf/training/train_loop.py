@@ -257,3 +257,30 @@ class TrainLoop:
             raise ValueError(f"a loop runs 1 to {self.steps_per_loop} steps, asked {num_steps}")
         losses, finite = self._loop(iterator, tf.constant(num_steps, tf.int32))
         return LoopResult(losses=losses.numpy(), finite=finite.numpy())
+
+
+@gin.configurable(denylist=["learning_rate", "loss_scaling"])
+def build_momentum_optimizer(
+    learning_rate,
+    *,
+    loss_scaling: bool = False,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+) -> keras.optimizers.Optimizer:
+    """SGD with (Nesterov) momentum, the TPU ResNet reference's ImageNet optimizer.
+
+    Weight decay is not the optimizer's: the classification loss adds it
+    (`losses.classification_losses`), as the reference does.
+
+    Args:
+      learning_rate: A float or a `LearningRateSchedule`.
+      loss_scaling: Wrap it in `keras.optimizers.LossScaleOptimizer`.
+      momentum: Momentum coefficient.
+      nesterov: Nesterov momentum (the reference's `use_nesterov=True`).
+    """
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
+    )
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

@@ -38,8 +38,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from swiderrnet_tf.data import pipeline
-from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import checkpointing
 from swiderrnet_tf.training import data_setup
 from swiderrnet_tf.training import distribution
@@ -83,8 +81,11 @@ class TrainConfig:
     num_steps: int
     learning_rate: float
     warmup_steps: int
+    lr_schedule: str
     lr_power: float
     end_learning_rate: float
+    lr_step_boundaries: tuple
+    lr_step_factors: tuple
     optimizer_fn: object
     clip_gradient_norm: float | None
     mixed_precision: str | None
@@ -134,6 +135,10 @@ class TrainConfig:
                     f"train.{name} must be a {'non-negative' if lowest == 0 else 'positive'} "
                     f"float32 number (at most {_FLOAT32_MAX:.4g}), got {value}"
                 )
+        if self.lr_schedule not in schedules.SCHEDULES:
+            raise ValueError(
+                f"train.lr_schedule must be one of {schedules.SCHEDULES}, got {self.lr_schedule!r}"
+            )
         if self.end_learning_rate > self.learning_rate:
             raise ValueError(
                 f"train.end_learning_rate {self.end_learning_rate} is above "
@@ -148,28 +153,6 @@ def _next_stop(step: int, num_steps: int, steps_per_loop: int, intervals) -> int
         if every:
             stop = min(stop, (step // every + 1) * every)
     return stop
-
-
-def check_crop(crop_size, output_stride: int) -> None:
-    """Refuses crops the network cannot see; notes sizes that are not `k * stride + 1`.
-
-    Raises:
-      ValueError: A side below `output_stride + 1` (the deepest features would
-        hold a single position, so every image-level context is that pixel).
-    """
-    for side in crop_size:
-        if side < output_stride + 1:
-            raise ValueError(
-                f"train.crop_size {tuple(crop_size)}: each side must be at least "
-                f"{output_stride + 1} (output stride {output_stride} + 1), got {side}"
-            )
-    if any((side - 1) % output_stride for side in crop_size):
-        logging.warning(
-            "train.crop_size %s is not of the form k * %d + 1 (e.g. 513, 641, 1025) that every "
-            "paper recipe uses: the feature grids then do not align with the crop's corners",
-            tuple(crop_size),
-            output_stride,
-        )
 
 
 def resolve_jit_compile(jit_compile: bool | None, strategy: tf.distribute.Strategy) -> bool:
@@ -245,12 +228,15 @@ class Trainer:
             self.model = self.task.build_model(
                 config.model_fn, sync_batch_norm=config.sync_batch_norm and self.replicas > 1
             )
-            schedule = schedules.PolynomialDecayWithWarmup(
-                config.learning_rate,
-                config.num_steps,
+            schedule = schedules.build_schedule(
+                config.lr_schedule,
+                learning_rate=config.learning_rate,
+                num_steps=config.num_steps,
+                warmup_steps=config.warmup_steps,
                 power=config.lr_power,
                 end_learning_rate=config.end_learning_rate,
-                warmup_steps=config.warmup_steps,
+                step_boundaries=config.lr_step_boundaries,
+                step_factors=config.lr_step_factors,
             )
             self.optimizer = config.optimizer_fn(
                 schedule, loss_scaling=config.mixed_precision == "mixed_float16"
@@ -263,9 +249,9 @@ class Trainer:
                 name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
-            self.loss = self.task.build_loss(config.loss_fn)
+            self.loss = self.task.build_loss(config.loss_fn, self.model)
         logging.info("Model %s: %s parameters", self.model.name, f"{self.model.count_params():,}")
-        check_crop(config.crop_size, self.task.output_stride(self.model))
+        self.task.check_crop_size(config.crop_size, self.model)
         self.checkpoints = checkpointing.TrainCheckpoints(
             model=self.model,
             optimizer=self.optimizer,
@@ -430,16 +416,19 @@ def train(
     dataset_name: str = gin.REQUIRED,
     data_dir: str | None = None,
     prepare_data_fn=None,
-    dataset_fn=pipeline.build_dataset,
-    loss_fn=panoptic_losses.PanopticLoss,
+    dataset_fn=None,
+    loss_fn=None,
     split: str = "train",
     crop_size=gin.REQUIRED,
     batch_size: int = gin.REQUIRED,
     num_steps: int = gin.REQUIRED,
     learning_rate: float = gin.REQUIRED,
     warmup_steps: int = 0,
+    lr_schedule: str = "poly",
     lr_power: float = 0.9,
     end_learning_rate: float = 0.0,
+    lr_step_boundaries=(),
+    lr_step_factors=(),
     optimizer_fn=train_loop.build_optimizer,
     clip_gradient_norm: float | None = None,
     mixed_precision: str | None = None,
@@ -469,9 +458,10 @@ def train(
       dataset_name: A registered dataset (`data.dataset_info`).
       data_dir: Folder of the TFRecords; see `data_setup.resolve_data_dir`.
       prepare_data_fn: Optional `fn(data_dir)` that creates the records.
-      dataset_fn: The input pipeline (`build_dataset`); augmentation settings
-        are bound on it in gin.
-      loss_fn: `loss_fn(ignore_label=...)` -> `loss(features, outputs)`.
+      dataset_fn: The input pipeline (None: the task's, e.g. `build_dataset`
+        for panoptic datasets); augmentation settings are bound on it in gin.
+      loss_fn: Loss factory (None: the task's, e.g. `PanopticLoss`, called
+        with `ignore_label=...`).
       split: The training split.
       crop_size: `(height, width)` of the training crops; each side at least
         the output stride + 1 (the paper's recipes use `k * 16 + 1`).
@@ -479,8 +469,11 @@ def train(
       num_steps: Training steps (the poly schedule reaches 0 there).
       learning_rate: Base learning rate.
       warmup_steps: Linear warmup steps (0: none).
+      lr_schedule: `poly` (the paper's), `step` or `cosine` (see `schedules`).
       lr_power: Poly power.
-      end_learning_rate: Rate at `num_steps`.
+      end_learning_rate: Rate at `num_steps` (poly and cosine).
+      lr_step_boundaries: Steps at which the `step` schedule changes the rate.
+      lr_step_factors: The rate's multiplier from each boundary on.
       optimizer_fn: `optimizer_fn(schedule, loss_scaling=...)` -> optimizer.
       clip_gradient_norm: Clip the global gradient norm (None: no clipping).
       mixed_precision: None/`float32`, `mixed_bfloat16` (TPU) or
@@ -519,7 +512,7 @@ def train(
         strategy=strategy,
         model_dir=model_dir,
         config=config,
-        task=tasks.PanopticTask(dataset_name),
+        task=tasks.for_dataset(dataset_name),
         evaluate_fn=evaluate_fn,
     )
     return trainer.run()

@@ -13,6 +13,7 @@ from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import errors
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
@@ -245,3 +246,14 @@ def test_restoring_another_model_for_export_or_evaluation_is_explained(straight_
     message = str(error.value)
     assert "ckpt-6 does not match" in message and "is (8,) there, (4,) here" in message
     assert "build_panoptic_deeplab.aspp_channels = 8 there, 4 now" in message
+
+
+def test_tpu_topology_line_counts_hosts_and_cores():
+    # A slice of 2 hosts with 4 cores each on a 2x2x1x2 mesh (as a v3-8 is
+    # one host with 8 cores): coordinates made by hand, no TPU needed.
+    coordinates = [[[x, y, 0, core] for x in range(2) for core in range(2)] for y in range(2)]
+    topology = tf.tpu.experimental.Topology(
+        mesh_shape=[2, 2, 1, 2], device_coordinates=np.array(coordinates, np.int32)
+    )
+    line = distribution.describe_tpu_topology(topology, 8)
+    assert line == "TPU topology: 2 host(s) x 4 cores = 8 TPU cores (mesh 2x2x1x2), 8 replica(s)"
