@@ -41,6 +41,7 @@ from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
 from swiderrnet_tf.inference import tflite
 from swiderrnet_tf.postprocess import panoptic_merge
+from swiderrnet_tf.training import eval_common
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
@@ -136,7 +137,7 @@ def export_checkpoint(
     Args:
       model_fn: Model factory taking `num_classes`.
       dataset_name: A registered dataset.
-      checkpoint: See `eval_loop.restore_model`.
+      checkpoint: See `eval_common.restore_model`.
       output: The SavedModel folder.
       merge: `center_threshold`, `nms_kernel`, `keep_k_centers`.
       scales, flip: Multi-scale and flipped inference inside the SavedModel.
@@ -150,7 +151,7 @@ def export_checkpoint(
     """
     info = dataset_info_lib.get_dataset_info(dataset_name)
     model = model_fn(num_classes=info.num_classes)
-    step = eval_loop.restore_model(model, checkpoint)
+    step = eval_common.restore_model(model, checkpoint)
     logging.info("Exporting %s (step %s) to %s", checkpoint, step, output)
     export_lib.export_saved_model(
         model,

@@ -3,18 +3,24 @@
 The `Trainer` is the same for every task; a task says how its network is
 built from `model_fn`, which loss it minimises and reports, which features of
 the training pipeline a step reads, and what its image summaries show.
-`PanopticTask` is Panoptic-DeepLab on a panoptic dataset (`data.dataset_info`).
+`PanopticTask` is Panoptic-DeepLab on a panoptic dataset (`data.dataset_info`),
+`ClassificationTask` the ImageNet pre-training of a backbone with its head
+(`data.classification_info`); `for_dataset` picks one by the dataset's name.
 """
 
 import keras
 from absl import logging
 
 from swiderrnet_tf import common
+from swiderrnet_tf.data import classification_info
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
+from swiderrnet_tf.data import imagenet
 from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import data_setup
 from swiderrnet_tf.training import distribution
+from swiderrnet_tf.training import eval_common
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import summaries
 from swiderrnet_tf.training import visualization
@@ -109,8 +115,65 @@ class PanopticTask:
         )
 
 
+class ClassificationTask:
+    """ImageNet-style pre-training of a backbone with its classification head.
+
+    Args:
+      dataset_name: A registered classification dataset (`data.classification_info`).
+    """
+
+    loss_keys = classification_losses.LOSS_KEYS
+
+    def __init__(self, dataset_name: str):
+        self.info = classification_info.get_classification_info(dataset_name)
+
+    def build_model(self, model_fn, *, sync_batch_norm: bool) -> keras.Model:
+        """`model_fn(num_classes=..., sync_batch_norm=...)`, e.g. `build_classifier`."""
+        return model_fn(num_classes=self.info.num_classes, sync_batch_norm=sync_batch_norm)
+
+    def build_loss(self, loss_fn, model):
+        """`loss_fn(num_classes=..., decayed_variables=...)` (default `ClassificationLoss`)."""
+        return (loss_fn or classification_losses.ClassificationLoss)(
+            num_classes=self.info.num_classes,
+            decayed_variables=classification_losses.decayed_kernels(model),
+        )
+
+    def file_pattern(self, data_dir: str, split: str) -> str:
+        return data_setup.file_pattern(self.info, data_dir, split)
+
+    def dataset(self, dataset_fn, *, file_pattern, crop_size, batch_size, input_context, seed):
+        """Random-resized crops of side `crop_size[0]` with their labels."""
+        return (dataset_fn or imagenet.build_classification_dataset)(
+            dataset_info=self.info,
+            file_pattern=file_pattern,
+            mode="train",
+            image_size=int(crop_size[0]),
+            batch_size=batch_size,
+            input_context=input_context,
+            seed=seed,
+        )
+
+    @staticmethod
+    def check_crop_size(crop_size, model) -> None:
+        """Square crops of at least 32 (the network's stride before pooling)."""
+        del model
+        height, width = crop_size
+        if height != width or height < 32:
+            raise ValueError(
+                f"train.crop_size {tuple(crop_size)}: classification trains on square crops "
+                "of side 32 or more, e.g. (224, 224)"
+            )
+
+    def summary_images(self, strategy, model, dataset_fn, *, file_pattern, crop_size, count):
+        """None: classification runs write no image summaries."""
+        logging.info("train.image_summary_every_n_steps is ignored for classification")
+        return None
+
+
 def for_dataset(dataset_name: str):
-    """The task of a registered dataset."""
+    """The task of a registered dataset: classification or panoptic."""
+    if dataset_name in classification_info.list_classification_datasets():
+        return ClassificationTask(dataset_name)
     return PanopticTask(dataset_name)
 
 
@@ -131,7 +194,7 @@ class _PanopticImages:
         self.ground_truth = batch[common.PANOPTIC_LABEL].numpy()
         self.info = info
         batch_size = -(-len(self.images) // replicas) * replicas
-        self.predictor = eval_loop.BatchPredictor(
+        self.predictor = eval_common.BatchPredictor(
             strategy, eval_loop.panoptic_predictor(model, info), batch_size
         )
 

@@ -323,6 +323,7 @@ class Trainer:
             ),
             self.progress_hook,
         ]
+        images = None
         if self.chief and config.image_summary_every_n_steps:
             images = self.task.summary_images(
                 self.strategy,
@@ -332,6 +333,7 @@ class Trainer:
                 crop_size=config.crop_size,
                 count=config.num_summary_images,
             )
+        if images is not None:
             hooks.append(
                 hooks_lib.ImageSummaryHook(images, writer, config.image_summary_every_n_steps)
             )

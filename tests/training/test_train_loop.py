@@ -15,7 +15,7 @@ from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.training import checkpointing
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import errors
-from swiderrnet_tf.training import eval_loop
+from swiderrnet_tf.training import eval_common
 from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import train_loop
 from swiderrnet_tf.training import trainer
@@ -242,7 +242,7 @@ def test_restoring_another_model_for_export_or_evaluation_is_explained(straight_
         num_classes=info.num_classes,
     )
     with pytest.raises(ValueError) as error:
-        eval_loop.restore_model(model, os.path.join(straight_run, "ckpt-6"))
+        eval_common.restore_model(model, os.path.join(straight_run, "ckpt-6"))
     message = str(error.value)
     assert "ckpt-6 does not match" in message and "is (8,) there, (4,) here" in message
     assert "build_panoptic_deeplab.aspp_channels = 8 there, 4 now" in message
