@@ -214,4 +214,3 @@ def test_command_line_imports_a_checkpoint_with_legacy_slots(tmp_path):
     assert "global_step" in report
     assert f"skipped per-variable optimizer slots (.OPTIMIZER_SLOT): {LEGACY_SLOTS}" in report
     shutil.rmtree(tmp_path)
-
