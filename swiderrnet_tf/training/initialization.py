@@ -121,18 +121,19 @@ def _plan(source, target: dict, scope: str, notes: list[str]) -> InitReport:
     loaded, skipped, unmatched, mismatched = [], {}, [], []
     for path in sorted(source.shapes, key=_order):
         shape = source.shapes[path]
+        ours = tuple(target[path].shape) if path in target else None
         if module_of(path) == CLASSIFIER:
             skipped[path] = "ImageNet classifier: a panoptic model has none"
         elif not in_scope(path, scope):
             skipped[path] = f"outside scope {scope!r}"
         elif path not in target:
             unmatched.append(path)
-        elif shape == tuple(target[path].shape):
+        elif shape == ours:
             loaded.append(path)
-        elif is_head(path) and shape[:-1] == tuple(target[path].shape)[:-1]:
-            skipped[path] = f"class count {shape[-1]} in the source, {target[path].shape[-1]} here"
+        elif is_head(path) and shape[:-1] == ours[:-1]:
+            skipped[path] = f"class count {shape[-1]} in the source, {ours[-1]} here"
         else:
-            mismatched.append(f"{path}: {list(shape)} in the source, {list(target[path].shape)} here")
+            mismatched.append(f"{path}: {list(shape)} in the source, {list(ours)} here")
     if unmatched:
         raise ValueError(
             f"{source.path}: {len(unmatched)} source weight(s) in scope {scope!r} match no "

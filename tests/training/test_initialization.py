@@ -14,6 +14,7 @@ from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.tools import import_deeplab2
 from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.training import init_explain
 from swiderrnet_tf.training import initialization
 
 BACKBONE = "swidernet_0.25_0.25_0.35"
@@ -210,13 +211,13 @@ def test_imported_deeplab2_model_reproduces_deeplab2(deeplab2_imported):
     model = import_deeplab2.build_from_config(str(DEEPLAB2 / "config.textproto"))
     report = initialization.initialize_model(model, str(whole / "model.weights.h5"), scope="all")
     assert report.kind == "weights file" and report.missing == [] and report.skipped == {}
-    assert len(report.loaded) == json.loads((DEEPLAB2 / "meta.json").read_text())[
-        "n_model_variables"
-    ]
+    assert (
+        len(report.loaded) == json.loads((DEEPLAB2 / "meta.json").read_text())["n_model_variables"]
+    )
     image = np.asarray(Image.open(DEEPLAB2 / "input.png"))[None]
     reference = np.load(DEEPLAB2 / "semantic_logits.npy")
-    logits = np.asarray(model(image, training=False)[common.SEMANTIC_LOGITS]).reshape(reference.shape)
-    assert _relative_error(logits, reference) < 1e-4
+    logits = np.asarray(model(image, training=False)[common.SEMANTIC_LOGITS])
+    assert _relative_error(logits.reshape(reference.shape), reference) < 1e-4
 
 
 def test_imported_deeplab2_backbone_reproduces_deeplab2(deeplab2_imported):
@@ -276,3 +277,35 @@ def test_bad_sources_and_scopes_are_named(tmp_path):
         initialization.initialize_model(model, str(DEEPLAB2 / "ckpt" / "ckpt-1000"))
     with pytest.raises(ValueError, match=r"train.init_scope must be one of .*got 'heads'"):
         initialization.initialize_model(model, str(tmp_path), scope="heads")
+
+
+def test_backbone_settings_are_read_from_a_run_config():
+    panoptic = """
+        BACKBONE = 'swidernet_1_1_4.5'
+        build_panoptic_deeplab.backbone = %BACKBONE
+        build_panoptic_deeplab.backbone_options = {'layout': 'deeplab2', 'sac': True}
+        train.model_fn = @build_panoptic_deeplab
+    """
+    assert init_explain.backbone_config_from_gin(panoptic) == {
+        "w1": 1,
+        "w2": 1,
+        "l": 4.5,
+        "layout": "deeplab2",
+        "squeeze_excite": True,  # SWideRNet's default
+        "sac": True,
+    }
+    imagenet = """
+        create_backbone.name = 'wide_resnet41'
+        create_backbone.layout = 'paper'
+        other.layout = 'deeplab2'
+    """
+    # WR-41 has neither SE nor SAC; two layouts are bound, so it cannot tell which.
+    assert init_explain.backbone_config_from_gin(imagenet) == {
+        "w1": 1,
+        "w2": 1,
+        "l": 1,
+        "squeeze_excite": False,
+        "sac": False,
+    }
+    assert init_explain.backbone_config_from_gin("train.num_steps = 3") is None
+    assert init_explain.backbone_config_from_gin("this is { not gin") is None
