@@ -105,6 +105,10 @@ def _check_arguments(**values) -> None:
         raise ValueError(
             f"train.mixed_precision must be one of {PRECISIONS}, got {values['mixed_precision']!r}"
         )
+    if values["init_scope"] not in initialization.SCOPES:
+        raise ValueError(
+            f"train.init_scope must be one of {initialization.SCOPES}, got {values['init_scope']!r}"
+        )
     crop = values["crop_size"]
     if len(crop) != 2 or min(crop) < 1:
         raise ValueError(f"train.crop_size must be (height, width), got {crop}")
@@ -135,6 +139,7 @@ def train(
     mixed_precision: str | None = None,
     sync_batch_norm: bool = True,
     init_checkpoint: str | None = None,
+    init_scope: str = "backbone",
     init_checkpoint_strict: bool = True,
     steps_per_loop: int = 100,
     log_every_n_steps: int = 100,
@@ -174,9 +179,12 @@ def train(
       mixed_precision: None/`float32`, `mixed_bfloat16` (TPU) or
         `mixed_float16` (GPU, with dynamic loss scaling).
       sync_batch_norm: Synchronise batch norm over replicas when there are several.
-      init_checkpoint: Backbone weights to start from (see `initialization`);
-        ignored when resuming.
-      init_checkpoint_strict: Fail if some backbone variable gets no value.
+      init_checkpoint: Weights to start from: an ImageNet or panoptic run,
+        or an imported deeplab2 model (see `initialization`); ignored when
+        resuming.
+      init_scope: What `init_checkpoint` fills: `backbone`, `all_but_heads`
+        or `all` (see `initialization`).
+      init_checkpoint_strict: Fail if some variable in `init_scope` gets no value.
       steps_per_loop: Steps per compiled host loop.
       log_every_n_steps: Console line and scalar summaries interval.
       checkpoint_every_n_steps: Checkpoint interval (0: only at the end).
@@ -249,8 +257,8 @@ def train(
             task=distribution.task_name(strategy),
         )
         if keeper.restore_latest() is None and init_checkpoint:
-            report = initialization.initialize_backbone(
-                model.backbone, init_checkpoint, strict=init_checkpoint_strict
+            report = initialization.initialize_model(
+                model, init_checkpoint, scope=init_scope, strict=init_checkpoint_strict
             )
             initialization.log_report(report)
         start = int(step.numpy())
