@@ -152,6 +152,11 @@ def _read_checkpoint(prefix: str) -> Source:
     )
 
 
+def _one_line(error: Exception, limit: int = 300) -> str:
+    # Keras' loading errors span lines; user errors are one line.
+    return " ".join(str(error).split())[:limit]
+
+
 def _copy_of(network):
     return type(network).from_config(network.get_config())
 
@@ -166,11 +171,15 @@ def _load_h5(path: str, model):
             try:
                 network = keras.saving.deserialize_keras_object(json.load(f))
             except (TypeError, ValueError, KeyError) as e:
-                raise ValueError(f"{config_path}: cannot rebuild the network: {e}") from e
+                raise ValueError(
+                    f"{config_path}: cannot rebuild the network: {_one_line(e)}"
+                ) from e
         try:
             network.load_weights(path)
         except ValueError as e:
-            raise ValueError(f"{path}: does not fit the network of {config_path}: {e}") from e
+            raise ValueError(
+                f"{path}: does not fit the network of {config_path}: {_one_line(e)}"
+            ) from e
         return network, config_path
     errors = []
     backbone = getattr(model, "backbone", None)
@@ -182,7 +191,7 @@ def _load_h5(path: str, model):
             network.load_weights(path)
             return network, None
         except ValueError as e:
-            errors.append(f"{candidate.name}: {str(e)[:300]}")
+            errors.append(f"{candidate.name}: {_one_line(e)}")
     raise ValueError(
         f"{path}: fits neither our model nor its backbone, and no {stem}_config.json beside "
         f"it rebuilds its network ({'; '.join(errors)})"

@@ -25,6 +25,15 @@ shape mismatch outside the heads (naming the variable and both shapes); with
 layout that differs from the source's config (the weights would fit, but
 compute something else). Each error ends with the settings that explain it
 when `init_explain` can tell.
+
+Deliberate deviations from deeplab2 (`restore_semantic_last_layer_from_initial_checkpoint`
+and `restore_instance_last_layer_from_initial_checkpoint`):
+  1. Whether the last layers are restored follows from the scope and their
+     shapes, not from two flags: `all_but_heads` re-initialises only the
+     semantic last layer, the one whose shape depends on the class count; the
+     center and offset last layers are always carried over with the rest.
+  2. Weights are matched by variable path, not by checkpoint object, so a
+     backbone trained alone (ImageNet) and one inside a panoptic model match.
 """
 
 import collections
