@@ -31,7 +31,7 @@ and `restore_instance_last_layer_from_initial_checkpoint`):
   1. Whether the last layers are restored follows from the scope and their
      shapes, not from two flags: `all_but_heads` re-initialises only the
      semantic last layer, the one whose shape depends on the class count; the
-     center and offset last layers are always carried over with the rest.
+     center and offset last layers come with the decoders whenever they do.
   2. Weights are matched by variable path, not by checkpoint object, so a
      backbone trained alone (ImageNet) and one inside a panoptic model match.
 """
