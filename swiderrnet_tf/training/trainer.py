@@ -93,6 +93,7 @@ class TrainConfig:
     jit_compile: bool | None
     accumulation_steps: int
     init_checkpoint: str | None
+    init_scope: str
     init_checkpoint_strict: bool
     steps_per_loop: int
     log_every_n_steps: int
@@ -135,6 +136,10 @@ class TrainConfig:
                     f"train.{name} must be a {'non-negative' if lowest == 0 else 'positive'} "
                     f"float32 number (at most {_FLOAT32_MAX:.4g}), got {value}"
                 )
+        if self.init_scope not in initialization.SCOPES:
+            raise ValueError(
+                f"train.init_scope must be one of {initialization.SCOPES}, got {self.init_scope!r}"
+            )
         if self.lr_schedule not in schedules.SCHEDULES:
             raise ValueError(
                 f"train.lr_schedule must be one of {schedules.SCHEDULES}, got {self.lr_schedule!r}"
@@ -270,9 +275,10 @@ class Trainer:
         """
         restored = self.checkpoints.restore_latest()
         if restored is None and self.config.init_checkpoint:
-            report = initialization.initialize_backbone(
-                self.model.backbone,
+            report = initialization.initialize_model(
+                self.model,
                 self.config.init_checkpoint,
+                scope=self.config.init_scope,
                 strict=self.config.init_checkpoint_strict,
             )
             initialization.log_report(report)
@@ -438,6 +444,7 @@ def train(
     jit_compile: bool | None = None,
     accumulation_steps: int = 1,
     init_checkpoint: str | None = None,
+    init_scope: str = "backbone",
     init_checkpoint_strict: bool = True,
     steps_per_loop: int = 100,
     log_every_n_steps: int = 100,
@@ -487,9 +494,12 @@ def train(
       accumulation_steps: Split each replica's batch into this many
         micro-batches and apply their mean gradient once (fewer devices than
         a recipe assumes; batch norm then sees micro-batches).
-      init_checkpoint: Backbone weights to start from (see `initialization`);
-        ignored when resuming.
-      init_checkpoint_strict: Fail if some backbone variable gets no value.
+      init_checkpoint: Weights to start from: an ImageNet or panoptic run,
+        or an imported deeplab2 model (see `initialization`); ignored when
+        resuming.
+      init_scope: What `init_checkpoint` fills: `backbone`, `all_but_heads`
+        or `all` (see `initialization`).
+      init_checkpoint_strict: Fail if some variable in `init_scope` gets no value.
       steps_per_loop: Steps per compiled loop (one host round trip each).
       log_every_n_steps: Console line and scalar summaries interval.
       checkpoint_every_n_steps: Checkpoint interval (0: only at the end).
