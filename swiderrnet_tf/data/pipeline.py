@@ -112,9 +112,13 @@ def read_records(
             shard_records = True
     if training:
         dataset = dataset.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
+        cycle_length = min(cycle_length, len(files))
+        # tf.data refuses more parallel calls than files in the cycle.
+        if num_parallel_calls != tf.data.AUTOTUNE:
+            num_parallel_calls = min(num_parallel_calls, cycle_length)
         dataset = dataset.interleave(
             tf.data.TFRecordDataset,
-            cycle_length=min(cycle_length, len(files)),
+            cycle_length=cycle_length,
             num_parallel_calls=num_parallel_calls,
             deterministic=deterministic,
         )

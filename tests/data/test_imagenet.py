@@ -265,6 +265,9 @@ def test_training_is_seeded_static_and_repeats(tmp_path, images):
         dataset_info=info, file_pattern=pattern, mode="train", batch_size=4, image_size=24
     )
     assert dataset.element_spec[common.IMAGE].shape.as_list() == [4, 24, 24, 3]
+    # One file, two parallel calls: more than the interleave's cycle, which tf.data refuses.
+    (single,) = _train_batches(info, str(tmp_path / "train-00000-*"), 3, 1, num_parallel_calls=2)
+    assert set(single[common.LABEL].numpy().tolist()) <= {0, 2, 4}
     augmented = _train_batches(info, pattern, seed=3, count=1, autoaugment=True)[0]
     values = augmented[common.IMAGE].numpy()
     np.testing.assert_array_equal(values, np.round(values))  # uint8 after AutoAugment
