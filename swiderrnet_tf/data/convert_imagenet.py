@@ -27,6 +27,14 @@ not named like a synset, a synset folder without images, an image that
 cannot be decoded, a validation image without ground truth or with a synset
 not in train/, a ground-truth entry whose image is missing, or an output
 folder holding another conversion.
+
+Deviations from `imagenet_to_gcs.py`:
+  1. Training images are shuffled across shards (seed 0); the reference
+     shuffles a copy of its index list and so writes them in glob order.
+  2. CMYK and non-JPEG images are found by decoding them, not from a list of
+     file names, and re-encoded with Pillow (quality 100) instead of TF.
+  3. Validation labels also come from the devkit, Kaggle's CSV or synset
+     folders, and `synsets.txt` records the label of each synset.
 """
 
 import os
