@@ -1,7 +1,8 @@
 """Writes examples into sharded TFRecords, in parallel, safely resumable.
 
 Shards are named `{split}-{i:05d}-of-{n:05d}.tfrecord`, as deeplab2 names
-them. Each shard is written by one process under a temporary name and renamed
+them (or with another suffix: none for the TPU reference's ImageNet files).
+Each shard is written by one process under a temporary name and renamed
 once complete (after an fsync on local disks), so a run that is killed leaves
 only complete shards; running the same conversion again skips them and writes
 the rest. A small `{split}-conversion.json` records what the shards hold, so
@@ -28,8 +29,8 @@ _TMP_SUFFIX = ".tmp"
 _progress_queue = None
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+def shard_name(split: str, index: int, num_shards: int, suffix: str = ".tfrecord") -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}{suffix}"
 
 
 def split_evenly(items: list, num_shards: int) -> list[list]:
@@ -111,10 +112,10 @@ def write_shard(path: str, items: list, convert_fn) -> str:
     return path
 
 
-def _check_manifest(output_dir: str, split: str, manifest: dict) -> None:
+def _check_manifest(output_dir: str, split: str, manifest: dict, suffix: str) -> None:
     """Writes the manifest, or checks that existing shards match it."""
     manifest_path = os.path.join(output_dir, f"{split}-conversion.json")
-    pattern = re.compile(re.escape(split) + r"-\d{5}-of-\d{5}\.tfrecord")
+    pattern = re.compile(re.escape(split) + r"-\d{5}-of-\d{5}" + re.escape(suffix))
     existing = [name for name in tf.io.gfile.listdir(output_dir) if pattern.fullmatch(name)]
     if tf.io.gfile.exists(manifest_path):
         with tf.io.gfile.GFile(manifest_path, "r") as f:
@@ -147,6 +148,7 @@ def write_sharded(
     num_shards: int,
     num_workers: int,
     settings: dict,
+    suffix: str = ".tfrecord",
 ) -> list[str]:
     """Converts `items` into `num_shards` shards, skipping complete ones.
 
@@ -160,6 +162,7 @@ def write_sharded(
       num_workers: Processes; 1 converts in this process.
       settings: Anything else that changes the records (dataset, resizing),
         compared with the settings of earlier runs in `output_dir`.
+      suffix: End of the shard names.
 
     Returns:
       The paths of all shards.
@@ -171,12 +174,15 @@ def write_sharded(
     manifest = dict(
         settings, split=split, num_shards=num_shards, num_items=len(items), items=names_digest
     )
-    _check_manifest(output_dir, split, manifest)
+    _check_manifest(output_dir, split, manifest, suffix)
     for stale in tf.io.gfile.glob(os.path.join(output_dir, f"{split}-*{_TMP_SUFFIX}-*")):
         tf.io.gfile.remove(stale)
 
     chunks = split_evenly(items, num_shards)
-    paths = [os.path.join(output_dir, shard_name(split, i, num_shards)) for i in range(num_shards)]
+    paths = [
+        os.path.join(output_dir, shard_name(split, i, num_shards, suffix))
+        for i in range(num_shards)
+    ]
     todo = [(p, c) for p, c in zip(paths, chunks, strict=True) if not tf.io.gfile.exists(p)]
     skipped = num_shards - len(todo)
     if skipped:
