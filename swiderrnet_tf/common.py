@@ -41,7 +41,6 @@ OFFSET_TARGET = "offset_target"  # [batch, height, width, 2] float32 (dy, dx)
 OFFSET_WEIGHTS = "offset_weights"  # [batch, height, width] float32
 PANOPTIC_LABEL = "panoptic_label"  # [batch, height, width] int32 ground truth
 CROWD_MASK = "crowd_mask"  # [batch, height, width] bool/int32, 1 on crowd regions
-LABEL = "label"  # [batch] int32 class id of a classification image
 
 # Loss names.
 SEMANTIC_LOSS = "semantic_loss"

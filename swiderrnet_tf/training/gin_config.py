@@ -26,7 +26,16 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
 # Factories the entry points call, whose bound values are checked too.
-FACTORIES = ("build_panoptic_deeplab", "build_dataset", "PanopticLoss", "ensure_dataset")
+FACTORIES = (
+    "build_panoptic_deeplab",
+    "build_dataset",
+    "PanopticLoss",
+    "ensure_dataset",
+    "build_classifier",
+    "build_classification_dataset",
+    "ClassificationLoss",
+    "ensure_classification_dataset",
+)
 _BINDING = re.compile(r"^([A-Za-z_][\w./]*) = (.*)$")
 # Bindings that shape the network, listed first when configs differ.
 _NETWORK_BINDINGS = (
@@ -164,10 +173,10 @@ def check_config(entry_points) -> None:
             + "; ".join(missing)
             + ". Bind them in a gin file or with --gin_bindings."
         )
-    model_bindings = gin.get_bindings("build_panoptic_deeplab")
-    configurables.check_backbone_options(
-        model_bindings.get("backbone_options"), "build_panoptic_deeplab.backbone_options"
-    )
+    for factory in ("build_panoptic_deeplab", "build_classifier"):
+        configurables.check_backbone_options(
+            gin.get_bindings(factory).get("backbone_options"), f"{factory}.backbone_options"
+        )
 
 
 def write_config(model_dir: str, operative: bool) -> str:
