@@ -33,6 +33,8 @@ _FILE_SYSTEM_OP_ERRORS = (
     "DeadlineExceededError",
     "FailedPreconditionError",
     "NotFoundError",
+    # A write past the file-size limit (EFBIG), as TensorFlow reports it.
+    "OutOfRangeError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "UnauthenticatedError",
@@ -104,22 +106,22 @@ def file_access(path: str, action: str):
 
 def error_line(error: BaseException) -> str:
     """The single line a command prints for a user error."""
-    if isinstance(error, OSError) and not isinstance(error, FileAccessError):
-        where = f"{error.filename}: " if error.filename else ""
-        return f"error: {where}{cause(error)}"
-    text = one_line(getattr(error, "message", None) or str(error))
-    return f"error: {text or type(error).__name__}"
+    if isinstance(error, ValueError):
+        return f"error: {one_line(str(error)) or type(error).__name__}"
+    where = getattr(error, "filename", None)
+    return f"error: {where}: {cause(error)}" if where else f"error: {cause(error)}"
 
 
 def run_main(function, *args, **kwargs) -> int:
     """Runs a command's work; returns its exit status.
 
     Args:
-      function: The work; returns None (success) or an exit status.
+      function: The work; returns an int exit status, or anything else
+        (None, a result) for success.
       *args, **kwargs: Its arguments.
 
     Returns:
-      The function's status (0 for None), or `EXIT_USER_ERROR` after printing
+      The function's status (0 when it returned no int), or `EXIT_USER_ERROR` after printing
       `error_line` on stderr when it raised a user error (see the module
       docstring).
     """
@@ -130,4 +132,4 @@ def run_main(function, *args, **kwargs) -> int:
         sys.stdout.flush()
         print(error_line(e), file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    return 0 if status is None else int(status)
+    return status if isinstance(status, int) else 0
