@@ -112,22 +112,22 @@ def error_line(error: BaseException) -> str:
     return f"error: {where}: {cause(error)}" if where else f"error: {cause(error)}"
 
 
-def run_main(function, *args, **kwargs) -> int:
+def run_main(work, *, user_errors=()) -> int:
     """Runs a command's work; returns its exit status.
 
     Args:
-      function: The work; returns an int exit status, or anything else
-        (None, a result) for success.
-      *args, **kwargs: Its arguments.
+      work: A function of no arguments (e.g. a `functools.partial`) returning
+        an int exit status, or anything else (None, a result) for success.
+      user_errors: More exception types that are user errors of this command.
 
     Returns:
-      The function's status (0 when it returned no int), or `EXIT_USER_ERROR` after printing
-      `error_line` on stderr when it raised a user error (see the module
-      docstring).
+      The work's status (0 when it returned no int), or `EXIT_USER_ERROR`
+      after printing `error_line` on stderr when it raised a user error (see
+      the module docstring).
     """
     try:
-        status = function(*args, **kwargs)
-    except (ValueError, *file_system_errors()) as e:
+        status = work()
+    except (ValueError, *file_system_errors(), *user_errors) as e:
         logging.debug("stopped on a user error", exc_info=True)
         sys.stdout.flush()
         print(error_line(e), file=sys.stderr, flush=True)

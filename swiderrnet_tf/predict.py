@@ -30,6 +30,7 @@ an image or the output cannot be read or written (one line on stderr names
 the file and the cause).
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -253,11 +254,13 @@ def main(argv):
     if missing or not FLAGS.images:
         raise app.UsageError("--saved_model, --images and --output_dir are required")
     return cli.run_main(
-        predict,
-        saved_model=FLAGS.saved_model,
-        image_patterns=FLAGS.images,
-        output_dir=FLAGS.output_dir,
-        overlay_alpha=FLAGS.overlay_alpha,
+        functools.partial(
+            predict,
+            saved_model=FLAGS.saved_model,
+            image_patterns=FLAGS.images,
+            output_dir=FLAGS.output_dir,
+            overlay_alpha=FLAGS.overlay_alpha,
+        )
     )
 
 

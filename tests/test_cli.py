@@ -1,6 +1,7 @@
 """Every command's user errors: one line on stderr naming the path and the cause, status 2."""
 
 import errno
+import functools
 import os
 
 import pytest
@@ -32,16 +33,19 @@ def test_file_system_errors_give_one_line_and_status_2(capsys):
         (ValueError("train.crop_size must be (height, width)"), "error: train.crop_size"),
     ]
     for error, expected in cases:
-        assert cli.run_main(_raise, error) == cli.EXIT_USER_ERROR
+        assert cli.run_main(functools.partial(_raise, error)) == cli.EXIT_USER_ERROR
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), (error, lines)
 
 
 def test_bugs_keep_their_traceback_and_statuses_pass_through():
     with pytest.raises(tf.errors.InvalidArgumentError):
-        cli.run_main(_raise, tf.errors.InvalidArgumentError(None, None, "shape mismatch"))
+        cli.run_main(
+            functools.partial(_raise, tf.errors.InvalidArgumentError(None, None, "shape mismatch"))
+        )
     with pytest.raises(KeyError):
-        cli.run_main(_raise, KeyError("x"))
+        cli.run_main(functools.partial(_raise, KeyError("x")))
+    assert cli.run_main(functools.partial(_raise, KeyError("x")), user_errors=(KeyError,)) == 2
     assert cli.run_main(lambda: 143) == 143
     assert cli.run_main(lambda: {"images": []}) == 0
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from swiderrnet_tf import predict
+from tests import file_size_limit
 from tests.inference import helpers
 from tests.inference import test_export
 
@@ -155,14 +156,10 @@ def test_command_line(exported, tmp_path):
     # A write that fails half-way (files limited to 1500 bytes: EFBIG, as a full
     # disk would fail it) ends with one line naming the file and status 2, and
     # leaves no half-written file.
-    limited = (
-        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.RLIM_INFINITY)); "
-        "sys.argv[0] = 'predict'; runpy.run_module('swiderrnet_tf.predict', run_name='__main__')"
-    )
     out = tmp_path / "out2"
     done = subprocess.run(
-        [sys.executable, "-c", limited, f"--saved_model={saved_model}"]
+        file_size_limit.command("swiderrnet_tf.predict", 1500)
+        + [f"--saved_model={saved_model}"]
         + [f"--images={tmp_path}/*.png", f"--output_dir={out}"],
         env=env,
         capture_output=True,
