@@ -20,6 +20,7 @@ installed); TensorFlow's errors are recognised once something else imported it.
 """
 
 import contextlib
+import re
 import sys
 
 from absl import logging
@@ -63,11 +64,17 @@ def file_system_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
+# Where in TensorFlow's graph an error arose: `{{function_node ...}}`, `[Op:Name] name: x`.
+_TF_NODE_NOTES = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]( name: ?\S*)?")
+
+
 def one_line(text: str) -> str:
-    """Joins a multi-line message, dropping TensorFlow's graph-node lines."""
+    """Joins a multi-line message, dropping TensorFlow's notes on graph nodes and gin's on calls."""
     lines = [line.strip() for line in str(text).splitlines()]
-    kept = [line for line in lines if line and not line.startswith("[[")]
-    return " ".join(kept)
+    kept = [
+        line for line in lines if line and not line.startswith(("[[", "In call to configurable"))
+    ]
+    return _TF_NODE_NOTES.sub("", " ".join(kept)).strip()
 
 
 def cause(error: BaseException) -> str:

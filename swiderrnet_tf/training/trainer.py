@@ -33,6 +33,7 @@ from absl import logging
 from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import validation
 from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import checkpointing
 from swiderrnet_tf.training import data_setup
@@ -123,6 +124,7 @@ def train(
     dataset_fn=pipeline.build_dataset,
     loss_fn=panoptic_losses.PanopticLoss,
     split: str = "train",
+    allow_incomplete_data: bool = False,
     crop_size=gin.REQUIRED,
     batch_size: int = gin.REQUIRED,
     num_steps: int = gin.REQUIRED,
@@ -162,6 +164,8 @@ def train(
         are bound on it in gin.
       loss_fn: `loss_fn(ignore_label=...)` -> `loss(features, outputs)`.
       split: The training split.
+      allow_incomplete_data: Train on the files there when the split's
+        conversion manifest records more (warns); else that is an error.
       crop_size: `(height, width)` of the training crops.
       batch_size: Global batch size, divided over the replicas.
       num_steps: Training steps (the poly schedule reaches 0 there).
@@ -193,7 +197,9 @@ def train(
     Raises:
       NonFiniteLossError: A loss became NaN or infinite.
       PreemptedError: SIGTERM arrived; a checkpoint was saved first.
-      ValueError: On invalid settings, naming them.
+      ValueError: On invalid settings, naming them; `validation.DataError`
+        naming the file when the data is incomplete, not of the dataset, or
+        a record fails to read (the last checkpoint is kept).
     """
     _check_arguments(**{k: v for k, v in locals().items() if k != "strategy"})
     info = dataset_info_lib.get_dataset_info(dataset_name)
@@ -262,6 +268,7 @@ def train(
             barrier=barrier,
         )
         pattern = data_setup.file_pattern(info, data_dir, split)
+        validation.check_data_files(info, data_dir, split, allow_incomplete=allow_incomplete_data)
         data_seed = None
         if seed is not None:
             data_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
@@ -302,7 +309,15 @@ def train(
         while current < num_steps:
             target = _next_stop(current, num_steps, steps_per_loop, intervals)
             progress.start()
-            sums, done, last = loop(iterator, tf.constant(target - current, tf.int32))
+            try:
+                sums, done, last = loop(iterator, tf.constant(target - current, tf.int32))
+            except validation.READ_ERRORS as e:
+                located = validation.locate_read_error(
+                    info, data_dir, split, e, last_checkpoint=keeper.last_saved
+                )
+                if located is None:
+                    raise
+                raise located from e
             progress.add(sums.numpy(), int(done))
             first_loop, current = current == start, int(step.numpy())
             last = dict(zip(train_loop.LOSS_KEYS, last.numpy().tolist(), strict=True))
