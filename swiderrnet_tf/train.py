@@ -30,6 +30,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import errors
 from swiderrnet_tf.training import eval_loop
@@ -93,6 +95,7 @@ def run(*, gin_files, gin_bindings=(), model_dir=None, tpu=None, mode="train_and
     strategy = distribution.create_strategy(tpu)
     try:
         if mode in ("train", "train_and_eval"):
+            fileio.make_dirs(model_dir, "run folder")
             evaluate_fn = None
             if mode == "train_and_eval":
                 evaluate_fn = functools.partial(
@@ -110,10 +113,10 @@ def run(*, gin_files, gin_bindings=(), model_dir=None, tpu=None, mode="train_and
     except errors.PreemptedError as e:
         logging.warning("%s", e)
         return signals.PREEMPTED_EXIT_CODE
-    except (ValueError, FileNotFoundError) as e:
-        logging.exception("The run stopped on an error")
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, *cli.file_system_errors()) as e:
+        logging.debug("The run stopped on an error", exc_info=True)
+        print(cli.error_line(e), file=sys.stderr)
+        return cli.EXIT_USER_ERROR
     return 0
 
 

@@ -30,13 +30,13 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import keras
 import numpy as np
 from absl import app
 from absl import flags
 
+from swiderrnet_tf import cli
 from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.tools import deeplab2_config
@@ -261,20 +261,20 @@ def main(argv):
     del argv
     if not FLAGS.checkpoint or not FLAGS.output:
         raise app.UsageError("--checkpoint and --output are required")
-    try:
-        report = import_checkpoint(
-            checkpoint=FLAGS.checkpoint,
-            output=FLAGS.output,
-            config=FLAGS.config,
-            backbone=FLAGS.backbone,
-            backbone_overrides=overrides_lib.parse_overrides(FLAGS.override),
-            num_classes=FLAGS.num_classes,
-            head_overrides=overrides_lib.parse_overrides(FLAGS.head_override),
-            backbone_only=FLAGS.backbone_only,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(_import_from_flags)
+
+
+def _import_from_flags() -> None:
+    report = import_checkpoint(
+        checkpoint=FLAGS.checkpoint,
+        output=FLAGS.output,
+        config=FLAGS.config,
+        backbone=FLAGS.backbone,
+        backbone_overrides=overrides_lib.parse_overrides(FLAGS.override),
+        num_classes=FLAGS.num_classes,
+        head_overrides=overrides_lib.parse_overrides(FLAGS.head_override),
+        backbone_only=FLAGS.backbone_only,
+    )
     slots = len(report["optimizer_slots"])
     print(
         f"imported {report['assigned']} variables from {report['checkpoint']} into "
@@ -282,7 +282,6 @@ def main(argv):
         + (f" and {slots} per-variable optimizer slots" if slots else "")
         + " skipped)"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ import gin
 import tensorflow as tf
 
 from swiderrnet_tf import common
+from swiderrnet_tf import fileio
 from swiderrnet_tf.data import classification_info
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import validation
 from swiderrnet_tf.evaluation import evaluator as evaluator_lib
 from swiderrnet_tf.evaluation import report
 from swiderrnet_tf.postprocess import panoptic_merge
@@ -123,6 +125,7 @@ def evaluate(
     prepare_data_fn=None,
     dataset_fn=None,
     split: str = "val",
+    allow_incomplete_data: bool = False,
     crop_size=gin.REQUIRED,
     batch_size: int = 1,
     compute_instance_ap: bool = True,
@@ -151,6 +154,8 @@ def evaluate(
       dataset_fn: The input pipeline (None: `build_dataset`, or the
         classification pipeline for a classification dataset).
       split: The split to evaluate.
+      allow_incomplete_data: Evaluate the files there when the split's
+        conversion manifest records more (warns); else that is an error.
       crop_size: `(height, width)` every image is padded to (larger ones are
         resized to fit).
       batch_size: Images per batch, over all local replicas (rounded up to a
@@ -163,6 +168,10 @@ def evaluate(
     Returns:
       The metrics of `PanopticEvaluator.result()` plus `step` (of the last
       checkpoint evaluated); None if continuous evaluation saw no checkpoint.
+
+    Raises:
+      validation.DataError: Naming the file when the split is incomplete,
+        not of the dataset, or a record fails to read.
     """
     if dataset_name in classification_info.list_classification_datasets():
         return classification_eval.evaluate_classifier(
@@ -189,6 +198,13 @@ def evaluate(
     data_dir = data_setup.resolve_data_dir(
         data_dir=data_dir, prepare_data_fn=prepare_data_fn, model_dir=model_dir
     )
+    validation.check_data_files(
+        info,
+        data_dir,
+        split,
+        allow_incomplete=allow_incomplete_data,
+        setting="evaluate.allow_incomplete_data",
+    )
     dataset = dataset_fn(
         dataset_info=info,
         file_pattern=data_setup.file_pattern(info, data_dir, split),
@@ -197,6 +213,8 @@ def evaluate(
         batch_size=batch_size,
     )
     output_dir = output_dir or os.path.join(model_dir, "eval")
+    # Before any work: an output folder that cannot be created fails at once.
+    fileio.make_dirs(output_dir, "evaluation output folder")
     given_model = model is not None
     if not given_model:
         model = build_model(strategy, model_fn, info)
@@ -206,7 +224,7 @@ def evaluate(
         evaluator = evaluator_lib.PanopticEvaluator(
             info, compute_instance_ap=compute_instance_ap and bool(info.thing_classes)
         )
-        for batch in dataset:
+        for batch in _batches(dataset, info, data_dir, split):
             features = {k: v.numpy() for k, v in batch.items()}
             evaluator.update_from_outputs(features, predictor(features[common.IMAGE]))
         results = evaluator.result()
@@ -229,3 +247,19 @@ def evaluate(
         until_step=until_step,
         checkpoint_timeout=checkpoint_timeout,
     )
+
+
+def _batches(dataset, info, data_dir: str, split: str):
+    """Iterates `dataset`; a read error becomes a `DataError` naming the record."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except validation.READ_ERRORS as e:
+            located = validation.locate_read_error(info, data_dir, split, e)
+            if located is None:
+                raise
+            raise located from e
+        yield batch

@@ -16,6 +16,7 @@ from swiderrnet_tf.data import classification_info
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import imagenet
 from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import validation
 from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import data_setup
@@ -90,6 +91,16 @@ class PanopticTask:
     def file_pattern(self, data_dir: str, split: str) -> str:
         return data_setup.file_pattern(self.info, data_dir, split)
 
+    def check_data(self, data_dir: str, split: str, *, allow_incomplete: bool) -> None:
+        """Before the first step: every file opens and holds records of this dataset."""
+        validation.check_data_files(self.info, data_dir, split, allow_incomplete=allow_incomplete)
+
+    def locate_read_error(self, data_dir, split, error, last_checkpoint):
+        """A `DataError` naming the file and record that failed to read, or None."""
+        return validation.locate_read_error(
+            self.info, data_dir, split, error, last_checkpoint=last_checkpoint
+        )
+
     def dataset(self, dataset_fn, *, file_pattern, crop_size, batch_size, input_context, seed):
         """The training pipeline of one input pipeline, holding only the step's features."""
         dataset = (dataset_fn or pipeline.build_dataset)(
@@ -140,6 +151,16 @@ class ClassificationTask:
 
     def file_pattern(self, data_dir: str, split: str) -> str:
         return data_setup.file_pattern(self.info, data_dir, split)
+
+    def check_data(self, data_dir: str, split: str, *, allow_incomplete: bool) -> None:
+        """Before the first step: the files exist and hold records of the expected layout."""
+        del allow_incomplete  # the built-in converters of classification sets write no manifest
+        files = pipeline.list_files(self.file_pattern(data_dir, split))
+        imagenet.check_record_layout(self.info, files)
+
+    def locate_read_error(self, data_dir, split, error, last_checkpoint):
+        """None: the read error is reported as it is."""
+        return None
 
     def dataset(self, dataset_fn, *, file_pattern, crop_size, batch_size, input_context, seed):
         """Random-resized crops of side `crop_size[0]` with their labels."""

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from swiderrnet_tf.data import validation
 from swiderrnet_tf.training import checkpointing
 from swiderrnet_tf.training import data_setup
 from swiderrnet_tf.training import distribution
@@ -76,6 +77,7 @@ class TrainConfig:
     dataset_fn: object
     loss_fn: object
     split: str
+    allow_incomplete_data: bool
     crop_size: tuple
     batch_size: int
     num_steps: int
@@ -296,7 +298,9 @@ class Trainer:
             chief=self.chief,
             barrier=self.barrier,
         )
+        self.data_dir = data_dir
         self.file_pattern = self.task.file_pattern(data_dir, config.split)
+        self.task.check_data(data_dir, config.split, allow_incomplete=config.allow_incomplete_data)
         data_seed = None
         if config.seed is not None:
             data_seed = int(np.random.SeedSequence([config.seed, start]).generate_state(1)[0])
@@ -387,7 +391,15 @@ class Trainer:
                 )
                 for hook in hooks:
                     hook.before_loop(current)
-                result = loop(iterator, target - current)
+                try:
+                    result = loop(iterator, target - current)
+                except validation.READ_ERRORS as e:
+                    located = self.task.locate_read_error(
+                        self.data_dir, config.split, e, self.checkpoints.last_saved
+                    )
+                    if located is None:
+                        raise
+                    raise located from e
                 first_loop, current = current == start, int(self.step.numpy())
                 at_end = current == config.num_steps
                 for hook in hooks:
@@ -427,6 +439,7 @@ def train(
     dataset_fn=None,
     loss_fn=None,
     split: str = "train",
+    allow_incomplete_data: bool = False,
     crop_size=gin.REQUIRED,
     batch_size: int = gin.REQUIRED,
     num_steps: int = gin.REQUIRED,
@@ -472,6 +485,8 @@ def train(
       loss_fn: Loss factory (None: the task's, e.g. `PanopticLoss`, called
         with `ignore_label=...`).
       split: The training split.
+      allow_incomplete_data: Train on the files there when the split's
+        conversion manifest records more (warns); else that is an error.
       crop_size: `(height, width)` of the training crops; each side at least
         the output stride + 1 (the paper's recipes use `k * 16 + 1`).
       batch_size: Global batch size, divided over the replicas.
@@ -515,7 +530,9 @@ def train(
     Raises:
       NonFiniteError: A loss, weight or optimizer slot became NaN or infinite.
       PreemptedError: SIGTERM arrived; a checkpoint was saved first.
-      ValueError: On invalid settings, naming them.
+      ValueError: On invalid settings, naming them; `validation.DataError`
+        naming the file when the data is incomplete, not of the dataset, or
+        a record fails to read (the last checkpoint is kept).
     """
     arguments = {k: v for k, v in locals().items() if k not in ("strategy", "model_dir")}
     evaluate_fn = arguments.pop("evaluate_fn")
