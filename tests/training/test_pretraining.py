@@ -1,7 +1,6 @@
 """ImageNet-style pre-training on the trainer, then a panoptic run that starts from it."""
 
 import json
-import os
 
 import gin
 import numpy as np
