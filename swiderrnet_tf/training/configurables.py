@@ -89,7 +89,15 @@ gin.external_configurable(
 gin.external_configurable(
     imagenet.build_classification_dataset,
     name="build_classification_dataset",
-    denylist=["dataset_info", "file_pattern", "mode", "image_size", "batch_size", "input_context"],
+    denylist=[
+        "dataset_info",
+        "file_pattern",
+        "mode",
+        "image_size",
+        "batch_size",
+        "input_context",
+        "seed",
+    ],
 )
 gin.external_configurable(
     classification_losses.ClassificationLoss,
