@@ -115,20 +115,6 @@ gin.external_configurable(
 )
 
 
-@gin.configurable
-def not_supported(what: str = gin.REQUIRED, instead: str = gin.REQUIRED):
-    """Fails with a message saying what is not supported and what to do instead.
-
-    Bind it where a config needs something swiderrnet_tf does not ship, e.g.
-    `train.dataset_name = @not_supported()`, so that the run stops while the
-    config is checked, before any work.
-
-    Raises:
-      ValueError: Always.
-    """
-    raise ValueError(f"{what} is not supported by swiderrnet_tf. {instead}")
-
-
 def check_backbone_options(options, where: str) -> None:
     """Raises a ValueError naming unknown keys of a `backbone_options` dict."""
     if options is None:

@@ -135,7 +135,7 @@ def missing_required(configurable: str, fn, provided=()) -> list[str]:
     Returns:
       Human-readable binding names, e.g. `train.num_steps`.
     """
-    # Evaluates references such as `@not_supported()`, whose errors surface here.
+    # Evaluates references such as `@register_custom_dataset()`, whose errors surface here.
     bindings = gin.get_bindings(configurable)
     missing = []
     for name, parameter in inspect.signature(fn).parameters.items():
