@@ -21,7 +21,6 @@ byte-identical records; classes take turns (`index % 10`).
 """
 
 import colorsys
-import inspect
 import io
 import json
 import os
@@ -35,6 +34,7 @@ from absl import logging
 from PIL import Image
 
 from swiderrnet_tf.data import classification_info
+from swiderrnet_tf.data import synthetic
 
 INFO = classification_info.SYNTHETIC_CLASSIFICATION
 MANIFEST = "synthetic_classification.json"
@@ -199,26 +199,9 @@ def ensure_dataset(output_dir: str, **params) -> str:
     Returns:
       `output_dir`.
     """
-    wanted = {
-        name: p.default
-        for name, p in inspect.signature(generate).parameters.items()
-        if p.kind == p.KEYWORD_ONLY
-    }
-    unknown = set(params) - set(wanted)
-    if unknown:
-        raise ValueError(
-            f"unknown synthetic classification parameters {sorted(unknown)}; "
-            f"known: {sorted(wanted)}"
-        )
-    wanted.update(params)
-    manifest = os.path.join(output_dir, MANIFEST)
-    if tf.io.gfile.exists(manifest):
-        with tf.io.gfile.GFile(manifest) as f:
-            if json.load(f) == wanted:
-                return output_dir
-        logging.info("The set in %s has other parameters; regenerating", output_dir)
-    generate(output_dir, **wanted)
-    return output_dir
+    return synthetic.ensure_generated(
+        output_dir, generate, MANIFEST, "synthetic classification", params
+    )
 
 
 FLAGS = flags.FLAGS

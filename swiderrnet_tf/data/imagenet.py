@@ -20,7 +20,6 @@ Deviations from the TPU reference:
      first record's features against the layout before the pipeline starts.
 """
 
-import numpy as np
 import tensorflow as tf
 from google.protobuf import message as protobuf_message
 
@@ -210,11 +209,7 @@ def build_classification_dataset(
     repeat = training if repeat is None else repeat
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    seeds = [None] * 3
-    if seed is not None:
-        # Hosts sharing a seed must not draw the same crops.
-        host = 0 if input_context is None else input_context.input_pipeline_id
-        seeds = [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(3)]
+    seeds = pipeline.host_seeds(seed, input_context, 3)
     deterministic = seed is not None or not training
 
     files = pipeline.list_files(file_pattern)

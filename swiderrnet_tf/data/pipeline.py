@@ -63,6 +63,18 @@ def list_files(file_pattern: str | list[str]) -> list[str]:
     return sorted(set(files))
 
 
+def host_seeds(seed: int | None, input_context, count: int) -> list[int | None]:
+    """`count` seeds of this host's pipeline derived from `seed` (all None without one).
+
+    Hosts sharing a seed must not draw the same augmentations, so the host's
+    pipeline id is mixed in.
+    """
+    if seed is None:
+        return [None] * count
+    host = 0 if input_context is None else input_context.input_pipeline_id
+    return [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(count)]
+
+
 def read_records(
     files: list[str],
     *,
@@ -223,11 +235,7 @@ def build_dataset(
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    seeds = [None] * 3
-    if seed is not None:
-        # Hosts sharing a seed must not draw the same augmentations.
-        host = 0 if input_context is None else input_context.input_pipeline_id
-        seeds = [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(3)]
+    seeds = host_seeds(seed, input_context, 3)
     deterministic = seed is not None or not training
 
     dataset = read_records(

@@ -320,6 +320,39 @@ def generate(
     return written
 
 
+def ensure_generated(output_dir: str, generate_fn, manifest: str, what: str, params) -> str:
+    """Runs `generate_fn(output_dir, **params)` unless its manifest records these parameters.
+
+    Args:
+      output_dir: Where the shards and the manifest live.
+      generate_fn: A generator whose keyword-only arguments are its parameters;
+        it writes `manifest` (their values) last.
+      manifest: The manifest's file name.
+      what: What is generated, for messages.
+      params: Parameters given; the others keep `generate_fn`'s defaults.
+
+    Returns:
+      `output_dir`.
+    """
+    wanted = {
+        name: p.default
+        for name, p in inspect.signature(generate_fn).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    }
+    unknown = set(params) - set(wanted)
+    if unknown:
+        raise ValueError(f"unknown {what} parameters {sorted(unknown)}; known: {sorted(wanted)}")
+    wanted.update(params)
+    path = os.path.join(output_dir, manifest)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            if json.load(f) == wanted:
+                return output_dir
+        logging.info("The %s in %s has other parameters; regenerating", what, output_dir)
+    generate_fn(output_dir, **wanted)
+    return output_dir
+
+
 def ensure_dataset(output_dir: str, **params) -> str:
     """Generates the dataset in `output_dir` unless it is there with the same parameters.
 
@@ -332,25 +365,7 @@ def ensure_dataset(output_dir: str, **params) -> str:
     Returns:
       `output_dir`.
     """
-    wanted = {
-        name: p.default
-        for name, p in inspect.signature(generate).parameters.items()
-        if p.kind == p.KEYWORD_ONLY
-    }
-    unknown = set(params) - set(wanted)
-    if unknown:
-        raise ValueError(
-            f"unknown synthetic dataset parameters {sorted(unknown)}; known: {sorted(wanted)}"
-        )
-    wanted.update(params)
-    manifest = os.path.join(output_dir, MANIFEST)
-    if tf.io.gfile.exists(manifest):
-        with tf.io.gfile.GFile(manifest) as f:
-            if json.load(f) == wanted:
-                return output_dir
-        logging.info("Synthetic dataset in %s has other parameters; regenerating", output_dir)
-    generate(output_dir, **wanted)
-    return output_dir
+    return ensure_generated(output_dir, generate, MANIFEST, "synthetic dataset", params)
 
 
 FLAGS = flags.FLAGS
