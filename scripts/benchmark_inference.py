@@ -50,7 +50,7 @@ from swiderrnet_tf.inference import latency  # noqa: E402
 from swiderrnet_tf.tools import paper_reference  # noqa: E402
 
 FLAGS = flags.FLAGS
-# Dataset size -> (dataset, (height, width)); merge settings: latency.MERGE_SETTINGS.
+# Dataset size -> (dataset, (height, width)); merge settings: the dataset's (DatasetInfo).
 DATASETS = {"coco": ("coco", (641, 641)), "cityscapes": ("cityscapes", (1025, 2049))}
 
 
@@ -96,11 +96,10 @@ def run(variants, datasets, batches, repeats, centers, seed, print_rows=True) ->
     for name in datasets:
         dataset, (height, width) = DATASETS[name]
         info = dataset_info.get_dataset_info(dataset)
-        settings = latency.MERGE_SETTINGS.get(dataset, {})
         for variant, regime in variants:
             start = time.perf_counter()
             model = latency.build_random_model(variant, regime, info.num_classes, seed)
-            network_fn, merge_fn = latency.build_pipeline(model, info, **settings)
+            network_fn, merge_fn = latency.build_pipeline(model, info)
             built = time.perf_counter() - start
             for batch in batches:
                 logging.info("Measuring %s %s batch %d", variant, name, batch)

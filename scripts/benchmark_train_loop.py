@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from swiderrnet_tf.training import gin_config
+from swiderrnet_tf import gin_config
 from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import trainer
 

@@ -22,10 +22,10 @@ from absl import app
 from absl import flags
 
 from swiderrnet_tf import cli
-from swiderrnet_tf.training import distribution
-from swiderrnet_tf.training import eval_loop
-from swiderrnet_tf.training import gin_config
-from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
+from swiderrnet_tf import distribution
+from swiderrnet_tf import gin_config
+from swiderrnet_tf.evaluation import eval_loop
+from swiderrnet_tf.inference import run_config
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +44,7 @@ def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) ->
     try:
         if not checkpoint:
             raise ValueError("--checkpoint is required")
-        gin_config.parse(gin_files, gin_bindings)
+        run_config.parse(gin_files, gin_bindings)
         passed = (
             "strategy",
             "model_dir",

@@ -6,8 +6,9 @@
 The gin files are the training run's. As the evaluator does, the model is
 built by `evaluate.model_fn` for the classes of `evaluate.dataset_name` and
 filled from `--checkpoint` (a `ckpt-<step>` prefix, a run folder for its
-newest checkpoint, or a `.weights.h5` file); the merge takes the
-`panoptic_predictor` settings (center threshold, NMS kernel, center slots). If
+newest checkpoint, or a `.weights.h5` file); the merge takes the dataset's
+settings (`DatasetInfo`: center threshold, NMS kernel, center slots) with
+those bound on `panoptic_predictor` replacing them. If
 the run evaluates over several scales
 (`panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn`), the
 SavedModel averages the same scales and flips inside. Add
@@ -27,11 +28,9 @@ configuration, checkpoint or output error (one line on stderr).
 """
 
 import functools
-import inspect
 import os
 import sys
 
-import gin
 from absl import app
 from absl import flags
 from absl import logging
@@ -40,14 +39,11 @@ from swiderrnet_tf import cli
 from swiderrnet_tf import fileio
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.inference import canvas_merge
+from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.inference import export_lib
-from swiderrnet_tf.inference import multi_scale
+from swiderrnet_tf.inference import panoptic_predictor
+from swiderrnet_tf.inference import run_config
 from swiderrnet_tf.inference import tflite
-from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import eval_common
-from swiderrnet_tf.training import eval_loop
-from swiderrnet_tf.training import gin_config
-from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 FLAGS = flags.FLAGS
 TFLITE_FILE = "model.tflite"
@@ -74,49 +70,6 @@ def define_flags():
     )
 
 
-def export_settings() -> dict:
-    """What the parsed gin config says to export: model, dataset, merge, scales.
-
-    Returns:
-      Dict with `model_fn`, `dataset_name`, `merge` (center_threshold,
-      nms_kernel, keep_k_centers), `scales` and `flip`.
-
-    Raises:
-      ValueError: If `evaluate.model_fn` or `evaluate.dataset_name` is not
-        bound, or the evaluation uses a predict_fn_factory other than
-        `multi_scale_predict_fn`.
-    """
-    evaluate = gin.get_bindings("evaluate")
-    missing = [f"evaluate.{k}" for k in ("model_fn", "dataset_name") if evaluate.get(k) is None]
-    if missing:
-        raise ValueError(f"the gin config does not bind {missing}; give the training run's files")
-    predictor = gin.get_bindings("panoptic_predictor")
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(eval_loop.panoptic_predictor).parameters.items()
-        if name in ("center_threshold", "nms_kernel", "keep_k_centers")
-    }
-    merge = {name: predictor.get(name, default) for name, default in defaults.items()}
-    factory = predictor.get("predict_fn_factory")
-    scales, flip = (1.0,), False
-    if factory is multi_scale.multi_scale_predict_fn:
-        bound = gin.get_bindings("multi_scale_predict_fn")
-        scales = multi_scale.resolve_scales(bound.get("scales"), bound.get("dataset_name"))
-        flip = bound.get("flip", True)
-    elif factory not in (None, eval_loop.single_scale_predict_fn):
-        raise ValueError(
-            f"panoptic_predictor.predict_fn_factory = {factory!r} cannot be exported; "
-            "use @multi_scale_predict_fn or leave it unbound"
-        )
-    return {
-        "model_fn": evaluate["model_fn"],
-        "dataset_name": evaluate["dataset_name"],
-        "merge": merge,
-        "scales": scales,
-        "flip": flip,
-    }
-
-
 def export_checkpoint(
     *,
     model_fn,
@@ -140,9 +93,10 @@ def export_checkpoint(
     Args:
       model_fn: Model factory taking `num_classes`.
       dataset_name: A registered dataset.
-      checkpoint: See `eval_common.restore_model`.
+      checkpoint: See `checkpoints.restore_model`.
       output: The SavedModel folder.
-      merge: `center_threshold`, `nms_kernel`, `keep_k_centers`.
+      merge: Any of `center_threshold`, `nms_kernel`, `keep_k_centers`,
+        replacing the dataset's.
       scales, flip: Multi-scale and flipped inference inside the SavedModel.
       canvas_sides: Merge canvas lengths.
       tflite_size: Optional (height, width): also write `model.tflite`.
@@ -158,7 +112,7 @@ def export_checkpoint(
         # Before the model is built: a bad --output fails at once.
         fileio.make_dirs(parent, "parent folder of the SavedModel")
     model = model_fn(num_classes=info.num_classes)
-    step = eval_common.restore_model(model, checkpoint)
+    step = checkpoints.restore_model(model, checkpoint)
     logging.info("Exporting %s (step %s) to %s", checkpoint, step, output)
     export_lib.export_saved_model(
         model,
@@ -172,7 +126,7 @@ def export_checkpoint(
         **merge,
     )
     if tflite_size is not None:
-        settings = {**panoptic_merge.dataset_merge_settings(info), **merge}
+        settings = panoptic_predictor.merge_settings(info, **merge)
         content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
         path = os.path.join(output, TFLITE_FILE)
         with fileio.atomic_write(path, "wb") as f:
@@ -207,8 +161,8 @@ def run(
     try:
         if not checkpoint or not output:
             raise ValueError("--checkpoint and --output are required")
-        gin_config.parse(gin_files, gin_bindings)
-        settings = export_settings()
+        run_config.parse(gin_files, gin_bindings)
+        settings = run_config.run_settings()
         sides = canvas_merge.check_canvas_sides(tuple(int(s) for s in canvas_sides))
         size = parse_size(tflite_size) if tflite_size else None
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -82,8 +82,7 @@ def _latency(candidate, *, info, height, width, batch_size, repeats, centers, **
     from swiderrnet_tf.inference import latency
 
     model = latency.build_random_model(candidate.name, candidate.regime, info.num_classes)
-    settings = latency.MERGE_SETTINGS.get(info.name, {})
-    network_fn, merge_fn = latency.build_pipeline(model, info, **settings)
+    network_fn, merge_fn = latency.build_pipeline(model, info)
     images = np.random.default_rng(0).integers(
         0, 256, (batch_size, height, width, 3), dtype=np.uint8
     )
@@ -286,11 +285,11 @@ def main(argv):
 
 def _search_from_flags() -> None:
     if "pq" in FLAGS.measure:
-        # Training needs TensorFlow and every gin name of the recipe.
-        from swiderrnet_tf.training import gin_config
-        from swiderrnet_tf.training import gin_registry  # noqa: F401
+        # The recipe is checked here (it needs TensorFlow); each candidate
+        # trains in a child process.
+        from swiderrnet_tf.inference import run_config
 
-        files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        files = run_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     else:
         # Only the grid is read; recipe bindings of a shared gin file are
         # skipped, so the search also runs where only JAX is installed.

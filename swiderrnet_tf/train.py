@@ -31,11 +31,11 @@ from absl import flags
 from absl import logging
 
 from swiderrnet_tf import cli
+from swiderrnet_tf import distribution
 from swiderrnet_tf import fileio
-from swiderrnet_tf.training import distribution
+from swiderrnet_tf import gin_config
+from swiderrnet_tf.evaluation import eval_loop
 from swiderrnet_tf.training import errors
-from swiderrnet_tf.training import eval_loop
-from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import signals
 from swiderrnet_tf.training import trainer

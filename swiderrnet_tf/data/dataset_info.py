@@ -2,8 +2,10 @@
 
 A `DatasetInfo` holds what the model, the targets, the post-processing and the
 evaluators need to know about a dataset: its classes and which of them are
-things, the label divisor of its panoptic ids, the stuff area limit, the
-evaluation scales, and how its TFRecords store classes.
+things, the label divisor of its panoptic ids, the merge settings (stuff area
+limit, center threshold, NMS window, center slots), the evaluation scales, the
+category id of each class in its panoptic JSON, and how its TFRecords store
+classes.
 
 Two class spaces exist:
   * model classes, contiguous `0..num_classes-1`, with `ignore_label` (255) for
@@ -32,8 +34,9 @@ import gin
 from swiderrnet_tf.data import ade20k_classes
 from swiderrnet_tf.data import coco_classes
 from swiderrnet_tf.data import mapillary_classes
+from swiderrnet_tf.postprocess import merge_defaults
 
-IGNORE_LABEL = 255
+IGNORE_LABEL = merge_defaults.VOID_LABEL
 _INT32_MAX = 2**31 - 1
 
 
@@ -54,6 +57,11 @@ class DatasetInfo:
       record_class_offset: Record class id minus model class id.
       record_ignore_label: Class id that marks void in the records.
       splits: Split name -> TFRecord file pattern, relative to the data directory.
+      center_threshold: Center heatmap values at or below it are not centers.
+      nms_kernel: Odd window of the center NMS (deeplab2: 13 Cityscapes, 41 COCO).
+      keep_k_centers: Most centers per image (static shapes need a bound).
+      category_ids: Category id of each model class in the dataset's panoptic
+        JSON (COCO's sparse 1..200, ...); empty means the model class ids.
     """
 
     name: str
@@ -71,9 +79,28 @@ class DatasetInfo:
         ("train", "train-*.tfrecord"),
         ("val", "val-*.tfrecord"),
     )
+    center_threshold: float = merge_defaults.CENTER_THRESHOLD
+    nms_kernel: int = merge_defaults.NMS_KERNEL
+    keep_k_centers: int = merge_defaults.KEEP_K_CENTERS
+    category_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         where = f"dataset {self.name!r}"
+        if not self.category_ids:
+            object.__setattr__(self, "category_ids", tuple(range(self.num_classes)))
+        if len(self.category_ids) != self.num_classes:
+            raise ValueError(
+                f"{where}: category_ids has {len(self.category_ids)} entries, "
+                f"expected num_classes={self.num_classes}"
+            )
+        if len(set(self.category_ids)) != self.num_classes:
+            raise ValueError(f"{where}: category_ids has duplicates: {self.category_ids}")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError(f"{where}: nms_kernel must be odd and positive, got {self.nms_kernel}")
+        if self.keep_k_centers < 1 or self.keep_k_centers >= self.label_divisor:
+            raise ValueError(
+                f"{where}: keep_k_centers must lie in 1..label_divisor-1, got {self.keep_k_centers}"
+            )
         if self.num_classes <= 0:
             raise ValueError(f"{where}: num_classes must be positive, got {self.num_classes}")
         if len(self.class_names) != self.num_classes:
@@ -126,6 +153,25 @@ class DatasetInfo:
     def stuff_classes(self) -> tuple[int, ...]:
         things = set(self.thing_classes)
         return tuple(c for c in range(self.num_classes) if c not in things)
+
+    def merge_settings(self) -> dict:
+        """Every setting of the panoptic merge for this dataset.
+
+        Returns:
+          Keyword arguments of `postprocess.panoptic_merge.panoptic_merge`
+          (and `PanopticMerge`, `CanvasMerge`): `thing_classes`,
+          `label_divisor`, `stuff_area_limit`, `void_label`,
+          `center_threshold`, `nms_kernel`, `keep_k_centers`.
+        """
+        return dict(
+            thing_classes=self.thing_classes,
+            label_divisor=self.label_divisor,
+            stuff_area_limit=self.stuff_area_limit,
+            void_label=self.ignore_label,
+            center_threshold=self.center_threshold,
+            nms_kernel=self.nms_kernel,
+            keep_k_centers=self.keep_k_centers,
+        )
 
     @property
     def void_panoptic_id(self) -> int:
@@ -184,7 +230,17 @@ _REQUIRED_KEYS = (
     "stuff_area_limit",
     "eval_scales",
 )
-_OPTIONAL_KEYS = ("colors", "ignore_label", "record_class_offset", "record_ignore_label", "splits")
+_OPTIONAL_KEYS = (
+    "colors",
+    "ignore_label",
+    "record_class_offset",
+    "record_ignore_label",
+    "splits",
+    "center_threshold",
+    "nms_kernel",
+    "keep_k_centers",
+    "category_ids",
+)
 
 
 def default_colors(num_classes: int) -> tuple[tuple[int, int, int], ...]:
@@ -223,7 +279,10 @@ def make_dataset_info(source: str = "custom dataset", **fields) -> DatasetInfo:
     VOC colour map), `ignore_label` (default 255), `record_class_offset`
     (default 0), `record_ignore_label` (default 255) and `splits` (mapping of
     split name to TFRecord pattern; default `train-*.tfrecord`,
-    `val-*.tfrecord`).
+    `val-*.tfrecord`), the merge settings `center_threshold` (number),
+    `nms_kernel`, `keep_k_centers` (ints; defaults 0.1, 7, 200) and
+    `category_ids` (list of ints: each class's id in the dataset's panoptic
+    JSON; default the model class ids).
 
     Args:
       source: Where the values come from, named in every error.
@@ -283,6 +342,18 @@ def make_dataset_info(source: str = "custom dataset", **fields) -> DatasetInfo:
     for key in ("ignore_label", "record_class_offset", "record_ignore_label"):
         if key in fields:
             kwargs[key] = _check_int(source, key, fields[key])
+    for key in ("nms_kernel", "keep_k_centers"):
+        if key in fields:
+            kwargs[key] = _check_int(source, key, fields[key], 1)
+    if "center_threshold" in fields:
+        value = fields["center_threshold"]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{source}: field 'center_threshold' must be a number, got {value!r}")
+        kwargs["center_threshold"] = float(value)
+    if "category_ids" in fields:
+        kwargs["category_ids"] = _check_list(
+            source, "category_ids", fields["category_ids"], check_class
+        )
     if "splits" in fields:
         splits = fields["splits"]
         if not isinstance(splits, dict) or not all(
@@ -402,6 +473,11 @@ CITYSCAPES = register_dataset(
         eval_scales=_SCALES_TO_2,
         class_names=tuple(n for n, _ in _CITYSCAPES_CLASSES),
         colors=tuple(c for _, c in _CITYSCAPES_CLASSES),
+        # deeplab2's Cityscapes evaluator settings.
+        nms_kernel=13,
+        keep_k_centers=400,
+        # The JSON of cityscapesScripts' createPanopticImgs.py --use-train-id.
+        category_ids=tuple(range(19)),
     )
 )
 
@@ -414,6 +490,7 @@ def _from_table(name: str, table, **facts) -> DatasetInfo:
         thing_classes=tuple(i for i, row in enumerate(table) if row[3]),
         class_names=tuple(row[1] for row in table),
         colors=tuple(row[2] for row in table),
+        category_ids=tuple(row[0] for row in table),
         **facts,
     )
 
@@ -428,6 +505,10 @@ COCO = register_dataset(
         eval_scales=_SCALES_TO_1_5,
         record_class_offset=1,
         record_ignore_label=0,
+        # deeplab2's COCO NMS window; 200 center slots (not its 400): instance
+        # ids must stay below the label divisor 256.
+        nms_kernel=41,
+        keep_k_centers=200,
     )
 )
 
@@ -440,6 +521,9 @@ MAPILLARY_VISTAS = register_dataset(
         eval_scales=_SCALES_TO_2,
         record_class_offset=1,
         record_ignore_label=0,
+        # Cityscapes' settings: street scenes at the same resolution.
+        nms_kernel=13,
+        keep_k_centers=400,
     )
 )
 
@@ -453,6 +537,9 @@ ADE20K = register_dataset(
         eval_scales=_SCALES_TO_1_5,
         record_class_offset=1,
         record_ignore_label=0,
+        # COCO's settings: images of the same size.
+        nms_kernel=41,
+        keep_k_centers=400,
     )
 )
 
@@ -475,5 +562,8 @@ SYNTHETIC = register_dataset(
             (0, 0, 142),
             (250, 170, 30),
         ),
+        # At most 6 shapes (and a crowd region) per 129x129 image.
+        nms_kernel=7,
+        keep_k_centers=32,
     )
 )

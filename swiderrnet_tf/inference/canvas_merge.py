@@ -24,6 +24,7 @@ reduced in another order (more than 64 classes).
 import tensorflow as tf
 
 from swiderrnet_tf import common
+from swiderrnet_tf.postprocess import merge_defaults
 from swiderrnet_tf.postprocess import panoptic_merge
 
 # Logit of the padding class on real pixels: exp(PAD_LOGIT - any real logit) == 0.
@@ -105,10 +106,10 @@ class CanvasMerge(tf.Module):
         thing_classes,
         label_divisor: int,
         stuff_area_limit: int,
-        center_threshold: float = 0.1,
-        nms_kernel: int = 7,
-        keep_k_centers: int = 200,
-        void_label: int = 255,
+        center_threshold: float = merge_defaults.CENTER_THRESHOLD,
+        nms_kernel: int = merge_defaults.NMS_KERNEL,
+        keep_k_centers: int = merge_defaults.KEEP_K_CENTERS,
+        void_label: int = merge_defaults.VOID_LABEL,
         jit_compile: bool = True,
     ):
         super().__init__(name="canvas_merge")

@@ -37,25 +37,12 @@ from absl import logging
 
 from swiderrnet_tf import cli
 from swiderrnet_tf import common
-from swiderrnet_tf.data.converters import layouts
 from swiderrnet_tf.inference import canvas_merge
+from swiderrnet_tf.inference import panoptic_predictor
 from swiderrnet_tf.inference import serving
-from swiderrnet_tf.postprocess import panoptic_merge
 
 METADATA_FILE = "panoptic_metadata.json"
 METADATA_VERSION = 1
-
-
-def category_ids_of(info) -> tuple[int, ...]:
-    """Category id of each model class in COCO panoptic files of the dataset.
-
-    The ids of the dataset's panoptic JSON for the built-in datasets (COCO's
-    sparse 1..200, Cityscapes' train ids, ...); the model class otherwise.
-    """
-    layout = layouts.LAYOUTS.get(info.name)
-    if layout is not None and len(layout.category_ids) == info.num_classes:
-        return tuple(int(c) for c in layout.category_ids)
-    return tuple(range(info.num_classes))
 
 
 def build_metadata(info, *, merge, scales, flip, category_ids, model_name, num_parameters):
@@ -92,9 +79,9 @@ def export_saved_model(
     *,
     scales=(1.0,),
     flip: bool = False,
-    center_threshold: float = 0.1,
-    nms_kernel: int = 7,
-    keep_k_centers: int = 200,
+    center_threshold: float | None = None,
+    nms_kernel: int | None = None,
+    keep_k_centers: int | None = None,
     canvas_sides=canvas_merge.DEFAULT_CANVAS_SIDES,
     category_ids=None,
     jit_compile_merge: bool = True,
@@ -110,11 +97,12 @@ def export_saved_model(
       scales: Input scales averaged inside the SavedModel (e.g. the dataset's
         `eval_scales`); `(1.0,)` for single-scale.
       flip: Also average left-right flipped inputs.
-      center_threshold, nms_kernel, keep_k_centers: Merge settings.
+      center_threshold, nms_kernel, keep_k_centers: Merge settings that
+        replace the dataset's (None: `dataset_info`'s).
       canvas_sides: Per-axis merge canvas lengths; the largest bounds the
         image size the SavedModel accepts (see `canvas_merge`).
       category_ids: Category id per model class for COCO panoptic output;
-        default `category_ids_of(dataset_info)`.
+        default `dataset_info.category_ids`.
       jit_compile_merge: Compile the merge with XLA (needs a TensorFlow with
         XLA where the SavedModel runs).
       overwrite: Replace an existing non-empty `output_dir`.
@@ -135,19 +123,19 @@ def export_saved_model(
             f"the model predicts {num_classes} classes but dataset {dataset_info.name!r} "
             f"has {dataset_info.num_classes}"
         )
-    category_ids = tuple(category_ids or category_ids_of(dataset_info))
+    category_ids = tuple(category_ids or dataset_info.category_ids)
     if len(category_ids) != num_classes:
         raise ValueError(f"category_ids has {len(category_ids)} entries, expected {num_classes}")
     if tf.io.gfile.exists(output_dir) and tf.io.gfile.listdir(output_dir) and not overwrite:
         raise ValueError(f"{output_dir} is not empty; pass overwrite=True to replace it")
-    merge = canvas_merge.CanvasMerge(
-        num_classes,
-        canvas_sides,
+    settings = panoptic_predictor.merge_settings(
+        dataset_info,
         center_threshold=center_threshold,
         nms_kernel=nms_kernel,
         keep_k_centers=keep_k_centers,
-        jit_compile=jit_compile_merge,
-        **panoptic_merge.dataset_merge_settings(dataset_info),
+    )
+    merge = canvas_merge.CanvasMerge(
+        num_classes, canvas_sides, jit_compile=jit_compile_merge, **settings
     )
     metadata = build_metadata(
         dataset_info,

@@ -28,14 +28,6 @@ from swiderrnet_tf import common
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.postprocess import merge_layer
 
-# Merge settings per dataset (NMS window, center slots): deeplab2's evaluation
-# settings, and those of gin_configs/datasets/synthetic.gin; other datasets use
-# the merge's defaults.
-MERGE_SETTINGS = {
-    "synthetic": {"nms_kernel": 7, "keep_k_centers": 32},
-    "coco": {"nms_kernel": 41, "keep_k_centers": 200},
-    "cityscapes": {"nms_kernel": 13, "keep_k_centers": 400},
-}
 # The backbone the paper measured: its layout, with SE and SAC.
 PAPER_BACKBONE_OPTIONS = {"layout": "paper", "squeeze_excite": True, "sac": True}
 
@@ -163,8 +155,9 @@ def build_pipeline(model, info, **merge_settings):
       model: A Panoptic-DeepLab Keras model. Under JAX it may be built inside
         `keras.StatelessScope(initialize_variables=False)` with its weights
         assigned afterwards; they are passed to the jitted function.
-      info: The `DatasetInfo` (thing classes, divisor, area limit, void).
-      **merge_settings: `center_threshold`, `nms_kernel`, `keep_k_centers`.
+      info: The `DatasetInfo`: thing classes, divisor, void and the merge
+        settings (`DatasetInfo.merge_settings`).
+      **merge_settings: Settings that replace the dataset's (`nms_kernel`, ...).
 
     Returns:
       `network_fn(images) -> outputs`, `merge_fn(outputs) -> merged`.

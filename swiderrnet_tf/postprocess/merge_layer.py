@@ -16,6 +16,7 @@ Deliberate deviation from deeplab2's `PostProcessor` layer:
 import keras
 
 from swiderrnet_tf import common
+from swiderrnet_tf.postprocess import merge_defaults
 from swiderrnet_tf.postprocess import panoptic_merge
 
 
@@ -34,10 +35,10 @@ class PanopticMerge(keras.layers.Layer):
         thing_classes,
         label_divisor: int,
         stuff_area_limit: int,
-        center_threshold: float = 0.1,
-        nms_kernel: int = 7,
-        keep_k_centers: int = 200,
-        void_label: int = 255,
+        center_threshold: float = merge_defaults.CENTER_THRESHOLD,
+        nms_kernel: int = merge_defaults.NMS_KERNEL,
+        keep_k_centers: int = merge_defaults.KEEP_K_CENTERS,
+        void_label: int = merge_defaults.VOID_LABEL,
         return_semantic_probabilities: bool = False,
         jit_compile: bool = True,
         **kwargs,
@@ -74,13 +75,14 @@ class PanopticMerge(keras.layers.Layer):
 
     @classmethod
     def from_dataset_info(cls, info, **kwargs) -> "PanopticMerge":
-        """Builds the layer with a dataset's classes, divisor, area limit and void.
+        """Builds the layer with a dataset's merge settings (`DatasetInfo.merge_settings`).
 
         Args:
           info: A `swiderrnet_tf.data.dataset_info.DatasetInfo`.
-          **kwargs: The other constructor arguments (`nms_kernel`, ...).
+          **kwargs: Other constructor arguments, or settings that replace the
+            dataset's (e.g. `nms_kernel`).
         """
-        return cls(**panoptic_merge.dataset_merge_settings(info), **kwargs)
+        return cls(**{**info.merge_settings(), **kwargs})
 
     def _merge_settings(self, with_outputs=True) -> dict:
         settings = dict(

@@ -36,27 +36,10 @@ from keras import ops
 
 from swiderrnet_tf import common
 from swiderrnet_tf.postprocess import centers
+from swiderrnet_tf.postprocess import merge_defaults
 from swiderrnet_tf.postprocess import semantic_scores
 
 _INT32_MAX = 2**31 - 1
-
-
-def dataset_merge_settings(info) -> dict:
-    """The merge settings a dataset fixes: thing classes, divisor, area limit, void.
-
-    Args:
-      info: A `swiderrnet_tf.data.dataset_info.DatasetInfo`.
-
-    Returns:
-      Keyword arguments of `panoptic_merge` (the others, such as `nms_kernel`,
-      are inference choices).
-    """
-    return dict(
-        thing_classes=info.thing_classes,
-        label_divisor=info.label_divisor,
-        stuff_area_limit=info.stuff_area_limit,
-        void_label=info.ignore_label,
-    )
 
 
 def check_merge_settings(
@@ -131,10 +114,10 @@ def panoptic_merge(
     thing_classes,
     label_divisor: int,
     stuff_area_limit: int,
-    center_threshold: float = 0.1,
-    nms_kernel: int = 7,
-    keep_k_centers: int = 200,
-    void_label: int = 255,
+    center_threshold: float = merge_defaults.CENTER_THRESHOLD,
+    nms_kernel: int = merge_defaults.NMS_KERNEL,
+    keep_k_centers: int = merge_defaults.KEEP_K_CENTERS,
+    void_label: int = merge_defaults.VOID_LABEL,
     return_semantic_probabilities: bool = False,
 ) -> dict:
     """Merges Panoptic-DeepLab outputs into semantic, instance and panoptic maps.

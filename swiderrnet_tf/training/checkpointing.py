@@ -18,60 +18,13 @@ after.
 
 import contextlib
 import os
-import re
 
 import tensorflow as tf
 from absl import logging
 
-from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.inference import checkpoints
 
 CHECKPOINT_NAME = "ckpt"
-_NUMBER = re.compile(r"-(\d+)$")
-
-
-def checkpoint_step(path: str) -> int:
-    """The step in a checkpoint prefix `.../ckpt-<step>`."""
-    match = _NUMBER.search(path)
-    if not match:
-        raise ValueError(f"{path}: not a training checkpoint prefix (expected .../ckpt-<step>)")
-    return int(match.group(1))
-
-
-def is_complete(prefix: str) -> bool:
-    """Whether the index and every data shard of a checkpoint exist."""
-    if not tf.io.gfile.exists(prefix + ".index"):
-        return False
-    shards = tf.io.gfile.glob(prefix + ".data-*")
-    if not shards:
-        return False
-    match = re.search(r"\.data-\d+-of-(\d+)$", shards[0])
-    return match is None or len(shards) == int(match.group(1))
-
-
-def complete_checkpoints(model_dir: str) -> list[str]:
-    """Checkpoints the state file of `model_dir` names, newest first, complete only."""
-    state = tf.train.get_checkpoint_state(model_dir)
-    if state is None:
-        return []
-    paths = list(state.all_model_checkpoint_paths)
-    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
-        paths.append(state.model_checkpoint_path)
-    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p) for p in paths]
-    result = []
-    for path in sorted(paths, key=checkpoint_step, reverse=True):
-        if is_complete(path):
-            result.append(path)
-        else:
-            logging.warning(
-                "Checkpoint %s is named in the state file but incomplete; skipped", path
-            )
-    return result
-
-
-def latest_checkpoint(model_dir: str) -> str | None:
-    """The newest complete checkpoint of `model_dir`, or None."""
-    paths = complete_checkpoints(model_dir)
-    return paths[0] if paths else None
 
 
 def remove_stale_temp(model_dir: str) -> None:
@@ -79,40 +32,6 @@ def remove_stale_temp(model_dir: str) -> None:
     for path in tf.io.gfile.glob(os.path.join(model_dir, f"{CHECKPOINT_NAME}-*_temp")):
         logging.info("Removing %s, left by an interrupted save", path)
         tf.io.gfile.rmtree(path)
-
-
-# TensorFlow's message for a shape mismatch during a restore.
-_INCOMPATIBLE = re.compile(
-    r"Received incompatible tensor with shape (\S+) when attempting to restore variable "
-    r"with shape (\S+) and name (\S+?)\.?(?:\s|$)"
-)
-
-
-def explain_mismatch(prefix: str, error: Exception, model_dir: str | None) -> str:
-    """A one-paragraph message for a checkpoint that does not fit the model.
-
-    Args:
-      prefix: The checkpoint.
-      error: What TensorFlow raised while restoring it.
-      model_dir: The run folder whose `config.gin` the checkpoint was trained
-        with, or None.
-    """
-    text = str(error)
-    match = _INCOMPATIBLE.search(text)
-    if match:
-        saved, ours, name = match.groups()
-        first = f"{name.removesuffix('/.ATTRIBUTES/VARIABLE_VALUE')} is {saved} there, {ours} here"
-    else:
-        first = " ".join(text.split())[:600]
-    message = f"{prefix} does not match the configured model and optimizer: {first}."
-    differences = gin_config.config_differences(model_dir) if model_dir else []
-    if differences:
-        config = os.path.join(model_dir, gin_config.CONFIG_FILE)
-        message += f" The config differs from {config}, which it was trained with: "
-        message += "; ".join(differences) + ". Use another model_dir, or the settings of that run"
-    else:
-        message += " Was another configuration trained in this folder? Use another model_dir"
-    return message + "."
 
 
 class TrainCheckpoints:
@@ -137,7 +56,7 @@ class TrainCheckpoints:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_NAME
         )
-        self.last_saved = latest_checkpoint(model_dir)
+        self.last_saved = checkpoints.latest_checkpoint(model_dir)
 
     def restore_latest(self) -> str | None:
         """Restores the newest complete checkpoint of `model_dir`; returns it or None.
@@ -148,14 +67,14 @@ class TrainCheckpoints:
             naming the checkpoint, the first mismatching variable and the
             config values that differ from the folder's `config.gin`.
         """
-        path = latest_checkpoint(self.model_dir)
+        path = checkpoints.latest_checkpoint(self.model_dir)
         if path is None:
             return None
         try:
             status = self.checkpoint.restore(path)
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise ValueError(explain_mismatch(path, e, self.model_dir)) from e
+            raise ValueError(checkpoints.explain_mismatch(path, e, self.model_dir)) from e
         logging.info("Resumed from %s at step %d", path, int(self.step.numpy()))
         self.last_saved = path
         return path
@@ -184,4 +103,4 @@ class TrainCheckpoints:
 
     @property
     def last_saved_step(self) -> int | None:
-        return None if self.last_saved is None else checkpoint_step(self.last_saved)
+        return None if self.last_saved is None else checkpoints.checkpoint_step(self.last_saved)

@@ -1,11 +1,11 @@
-"""Importing this module registers every name a gin file of swiderrnet_tf may use.
+"""Importing this module registers every gin name, the trainer's included.
 
-`configurables` registers the factories (model, data, loss, ...); `train` and
-`evaluate` are the configurable entry points. Programs import this module
-before `gin_config.parse`, which itself imports no entry point (the trainer
-uses `gin_config` to write its configs).
+`configurables` registers all but the trainer's names; `trainer` registers
+`train` and, through `train_loop`, `build_optimizer` and
+`build_momentum_optimizer` (`gin_config.TRAINING_ONLY`). The train command
+imports this module before `gin_config.parse`; programs that do not train
+import `configurables` alone and skip those names.
 """
 
-from swiderrnet_tf.training import configurables  # noqa: F401
-from swiderrnet_tf.training import eval_loop  # noqa: F401
+from swiderrnet_tf import configurables  # noqa: F401
 from swiderrnet_tf.training import trainer  # noqa: F401

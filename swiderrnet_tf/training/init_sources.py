@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.training import init_explain
 
 KIND_CHECKPOINT = "training checkpoint"
@@ -76,7 +76,7 @@ def resolve(path: str) -> tuple[str, str]:
             candidate = os.path.join(path, f"{stem}.weights.h5")
             if tf.io.gfile.exists(candidate):
                 return KIND_WEIGHTS, candidate
-        prefix = checkpointing.latest_checkpoint(path)
+        prefix = checkpoints.latest_checkpoint(path)
         if prefix is None:
             raise FileNotFoundError(
                 f"{path}: no complete training checkpoint (ckpt-<step>) and no "
@@ -87,7 +87,7 @@ def resolve(path: str) -> tuple[str, str]:
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"{path}: no such weights file")
         return KIND_WEIGHTS, path
-    if not checkpointing.is_complete(path):
+    if not checkpoints.is_complete(path):
         raise FileNotFoundError(
             f"{path}: no checkpoint here (expected {path}.index and its data files)"
         )

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from absl import logging
 
-from swiderrnet_tf.training import summaries
+from swiderrnet_tf import summaries
 
 
 def format_duration(seconds: float) -> str:

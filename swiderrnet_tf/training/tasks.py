@@ -12,18 +12,18 @@ import keras
 from absl import logging
 
 from swiderrnet_tf import common
+from swiderrnet_tf import distribution
+from swiderrnet_tf import summaries
 from swiderrnet_tf.data import classification_info
+from swiderrnet_tf.data import data_setup
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import imagenet
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import validation
+from swiderrnet_tf.evaluation import eval_common
+from swiderrnet_tf.inference import panoptic_predictor
 from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
-from swiderrnet_tf.training import data_setup
-from swiderrnet_tf.training import distribution
-from swiderrnet_tf.training import eval_common
-from swiderrnet_tf.training import eval_loop
-from swiderrnet_tf.training import summaries
 from swiderrnet_tf.training import visualization
 
 # Order of the losses a panoptic step reports; the first is minimised.
@@ -216,7 +216,7 @@ class _PanopticImages:
         self.info = info
         batch_size = -(-len(self.images) // replicas) * replicas
         self.predictor = eval_common.BatchPredictor(
-            strategy, eval_loop.panoptic_predictor(model, info), batch_size
+            strategy, panoptic_predictor.panoptic_predictor(model, info), batch_size
         )
 
     def write(self, writer, step: int) -> None:

@@ -38,12 +38,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from swiderrnet_tf import distribution
+from swiderrnet_tf import gin_config
+from swiderrnet_tf.data import data_setup
 from swiderrnet_tf.data import validation
 from swiderrnet_tf.training import checkpointing
-from swiderrnet_tf.training import data_setup
-from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import errors
-from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import hooks as hooks_lib
 from swiderrnet_tf.training import initialization
 from swiderrnet_tf.training import progress as progress_lib

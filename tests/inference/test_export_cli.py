@@ -12,11 +12,11 @@ import tensorflow as tf
 
 from swiderrnet_tf import common
 from swiderrnet_tf import export
+from swiderrnet_tf import gin_config
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
 from swiderrnet_tf.inference import tflite
 from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import gin_config
 from tests.inference import helpers
 
 ROOT = pathlib.Path(__file__).parents[2]

@@ -4,7 +4,7 @@ import gin
 import pytest
 import tensorflow as tf
 
-from swiderrnet_tf.training import gin_config
+from swiderrnet_tf import gin_config
 from swiderrnet_tf.training import trainer
 from tests.training import helpers
 

@@ -22,8 +22,8 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from swiderrnet_tf.training import distribution  # noqa: E402
-from swiderrnet_tf.training import gin_config  # noqa: E402
+from swiderrnet_tf import distribution  # noqa: E402
+from swiderrnet_tf import gin_config  # noqa: E402
 from swiderrnet_tf.training import trainer  # noqa: E402
 from tests.training import helpers  # noqa: E402
 

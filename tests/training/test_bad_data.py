@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from swiderrnet_tf import evaluate as evaluate_cli
+from swiderrnet_tf import gin_config
 from swiderrnet_tf import train as train_cli
 from swiderrnet_tf.data import validation
-from swiderrnet_tf.training import checkpointing
-from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.training import trainer
 from tests.data import test_validation
 from tests.training import helpers
@@ -50,7 +50,7 @@ def test_incomplete_data_allowed_warns_and_a_bad_record_mid_run_is_named(
     test_validation.corrupt_record(data / "train-00001-of-00004.tfrecord", 1)
     run = tmp_path / "run"
     shutil.copytree(straight_run, run)
-    last = checkpointing.latest_checkpoint(str(run))
+    last = checkpoints.latest_checkpoint(str(run))
     assert last.endswith("ckpt-6")
     with pytest.raises(validation.DataError) as error:
         _train(data, run, "train.num_steps = 9", "train.allow_incomplete_data = True")
@@ -58,7 +58,7 @@ def test_incomplete_data_allowed_warns_and_a_bad_record_mid_run_is_named(
     assert str(error.value).startswith(f"{data / 'train-00001-of-00004.tfrecord'}: record 1 ")
     assert "located by a scan" in str(error.value) and f"{last}, is kept" in str(error.value)
     # The run stopped without saving: it resumes from the same checkpoint.
-    assert checkpointing.latest_checkpoint(str(run)) == last
+    assert checkpoints.latest_checkpoint(str(run)) == last
 
 
 def test_evaluation_checks_its_data_before_any_work(tiny_data, tmp_path, capsys):

@@ -3,17 +3,18 @@
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import gin
 import pytest
 
+from swiderrnet_tf import gin_config
 from swiderrnet_tf import train as train_cli
 from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.meta_arch import panoptic_deeplab
-from swiderrnet_tf.training import gin_config
 from tests.training import helpers
 
-GIN_DIR = helpers.ROOT / "gin_configs"
+GIN_DIR = gin_config.CONFIG_DIR
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))
 EXPERIMENTS = sorted(GIN_DIR.glob("*.gin"))
 FAST_PICKS = [registry.variant_name(*factors) for factors in registry.FAST_PICKS]
@@ -170,11 +171,60 @@ def test_gin_file_paths_resolve_from_any_directory(tmp_path, monkeypatch):
         gin_config.resolve_gin_file("gin_configs/no_such.gin")
 
 
+def test_the_trainer_registers_only_the_names_others_skip():
+    from swiderrnet_tf.training import gin_registry  # noqa: F401
+
+    names = {
+        c.name
+        for _, c in gin.config._REGISTRY.items()
+        if c.module.startswith("swiderrnet_tf.training")
+    }
+    assert names == set(gin_config.TRAINING_ONLY)
+
+
+def test_inference_reads_every_recipe_without_the_trainer():
+    # Export, predict and evaluate parse training recipes without importing
+    # the trainer: its names are skipped, the model and dataset come through.
+    code = textwrap.dedent(
+        """
+        import sys
+        from swiderrnet_tf import export
+        from swiderrnet_tf.inference import run_config
+        bindings = ['DATA_DIR = "x"', 'BACKBONE = "swidernet_1_1_1"', 'INIT_CHECKPOINT = "x"']
+        names = []
+        for path in sorted(run_config.gin_config.CONFIG_DIR.glob("*.gin")):
+            run_config.parse([str(path)], bindings)
+            names.append(run_config.run_settings()["dataset_name"])
+        print(" ".join(names))
+        print(sorted(m for m in sys.modules if m.startswith("swiderrnet_tf.training")))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=helpers.ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    datasets, modules = done.stdout.strip().splitlines()[-2:]
+    # One per experiment file, in file name order (ade20k_strong ... pretrain_demo).
+    assert datasets.split() == [
+        "ade20k",
+        "cityscapes",
+        "cityscapes",
+        "cityscapes",
+        "coco",
+        "coco",
+        "synthetic",
+        "imagenet2012",
+        "mapillary_vistas",
+        "synthetic_classification",
+    ]
+    assert modules == "[]"
+
+
 def test_entry_points_register_every_name_their_gin_files_use():
     # A fresh process importing only the training entry point must know the
     # evaluation's multi-scale predictor and the grid search's custom space.
     code = (
-        "from swiderrnet_tf import train; from swiderrnet_tf.training import gin_config;"
+        "from swiderrnet_tf import train; from swiderrnet_tf import gin_config;"
         "gin_config.parse(['gin_configs/demo.gin'], ["
         "'panoptic_predictor.predict_fn_factory = @multi_scale_predict_fn',"
         "'multi_scale_predict_fn.dataset_name = %DATASET_NAME',"

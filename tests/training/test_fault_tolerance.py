@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.inference import checkpoints
 from tests.training import helpers
 
 STEP = "step/.ATTRIBUTES/VARIABLE_VALUE"
@@ -43,8 +43,8 @@ def _stop(process):
 
 
 def _latest_step(model_dir):
-    latest = checkpointing.latest_checkpoint(str(model_dir))
-    return -1 if latest is None else checkpointing.checkpoint_step(latest)
+    latest = checkpoints.latest_checkpoint(str(model_dir))
+    return -1 if latest is None else checkpoints.checkpoint_step(latest)
 
 
 def test_kill_9_then_the_same_command_resumes_and_finishes(tiny_data, tmp_path):
@@ -71,12 +71,12 @@ def test_kill_9_then_the_same_command_resumes_and_finishes(tiny_data, tmp_path):
     # name one whose sweep was cut short; resume skips those); each complete
     # checkpoint holds its step.
     state = tf.train.get_checkpoint_state(str(model_dir))
-    assert checkpointing.is_complete(state.model_checkpoint_path)
-    resume_from = checkpointing.latest_checkpoint(str(model_dir))
+    assert checkpoints.is_complete(state.model_checkpoint_path)
+    resume_from = checkpoints.latest_checkpoint(str(model_dir))
     assert resume_from == state.model_checkpoint_path
-    for path in checkpointing.complete_checkpoints(str(model_dir)):
-        assert helpers.checkpoint_values(path)[STEP] == checkpointing.checkpoint_step(path)
-    killed_at = checkpointing.checkpoint_step(resume_from)
+    for path in checkpoints.complete_checkpoints(str(model_dir)):
+        assert helpers.checkpoint_values(path)[STEP] == checkpoints.checkpoint_step(path)
+    killed_at = checkpoints.checkpoint_step(resume_from)
     assert 10 <= killed_at < 60
 
     second = helpers.run_cli(command, cwd=tmp_path)
@@ -108,8 +108,8 @@ def test_sigterm_saves_a_checkpoint_then_exits(tiny_data, tmp_path):
     finally:
         _stop(process)
     assert process.returncode == 128 + signal.SIGTERM
-    saved = checkpointing.latest_checkpoint(str(model_dir))
-    step = checkpointing.checkpoint_step(saved)
+    saved = checkpoints.latest_checkpoint(str(model_dir))
+    step = checkpoints.checkpoint_step(saved)
     assert step >= 10 and step % 5 == 0
     assert f"stopped by SIGTERM at step {step}; saved {saved}" in log_path.read_text()
     values = helpers.checkpoint_values(saved)
@@ -127,8 +127,8 @@ def test_resume_skips_checkpoints_the_state_file_names_but_that_are_incomplete(t
     for path in tf.io.gfile.glob(str(tmp_path / "ckpt-9.data-*")):
         os.remove(path)
     os.remove(tmp_path / "ckpt-6.index")
-    assert checkpointing.complete_checkpoints(str(tmp_path)) == [str(tmp_path / "ckpt-3")]
-    assert checkpointing.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-3")
+    assert checkpoints.complete_checkpoints(str(tmp_path)) == [str(tmp_path / "ckpt-3")]
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-3")
 
 
 @pytest.mark.slow
@@ -159,5 +159,5 @@ def test_kill_9_during_saves_never_names_an_incomplete_latest_checkpoint(tmp_pat
         process.kill()
         process.wait()
         state = tf.train.get_checkpoint_state(str(tmp_path))
-        assert checkpointing.is_complete(state.model_checkpoint_path)
-        assert checkpointing.latest_checkpoint(str(tmp_path)) == state.model_checkpoint_path
+        assert checkpoints.is_complete(state.model_checkpoint_path)
+        assert checkpoints.latest_checkpoint(str(tmp_path)) == state.model_checkpoint_path

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from swiderrnet_tf import gin_config
 from swiderrnet_tf import train as train_cli
 from swiderrnet_tf.data import classification_synthetic
-from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import initialization
 from swiderrnet_tf.training import trainer
 from tests.training import helpers

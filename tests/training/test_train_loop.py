@@ -10,13 +10,12 @@ import pytest
 import tensorflow as tf
 
 from swiderrnet_tf import common
+from swiderrnet_tf import distribution
+from swiderrnet_tf import gin_config
 from swiderrnet_tf.data import dataset_info
+from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.meta_arch import panoptic_deeplab
-from swiderrnet_tf.training import checkpointing
-from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import errors
-from swiderrnet_tf.training import eval_common
-from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import train_loop
 from swiderrnet_tf.training import trainer
 from tests.training import helpers
@@ -183,9 +182,9 @@ def test_overflowing_updates_never_reach_a_checkpoint(tiny_data, tmp_path):
     )
     with pytest.raises(errors.NonFiniteError) as error:
         _train(tiny_data, tmp_path, *bindings)
-    saved = checkpointing.complete_checkpoints(str(tmp_path))
+    saved = checkpoints.complete_checkpoints(str(tmp_path))
     assert error.value.last_checkpoint == (saved[0] if saved else None)
-    assert error.value.step == (checkpointing.checkpoint_step(saved[0]) if saved else 0) + 1
+    assert error.value.step == (checkpoints.checkpoint_step(saved[0]) if saved else 0) + 1
     for path in saved:
         for key, value in helpers.checkpoint_values(path).items():
             if np.asarray(value).dtype.kind == "f":
@@ -242,7 +241,7 @@ def test_restoring_another_model_for_export_or_evaluation_is_explained(straight_
         num_classes=info.num_classes,
     )
     with pytest.raises(ValueError) as error:
-        eval_common.restore_model(model, os.path.join(straight_run, "ckpt-6"))
+        checkpoints.restore_model(model, os.path.join(straight_run, "ckpt-6"))
     message = str(error.value)
     assert "ckpt-6 does not match" in message and "is (8,) there, (4,) here" in message
     assert "build_panoptic_deeplab.aspp_channels = 8 there, 4 now" in message

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from swiderrnet_tf import evaluate as evaluate_cli
+from swiderrnet_tf import gin_config
 from swiderrnet_tf import train as train_cli
-from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.training import errors
-from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import trainer
 from tests.training import helpers
 
@@ -42,7 +42,7 @@ def test_nan_stops_cleanly_and_resuming_matches_an_uninterrupted_run(
     assert error.value.last_checkpoint == last_good
     assert "step 5" in str(error.value) and last_good in str(error.value)
     # Nothing was saved after the poisoned step.
-    assert checkpointing.latest_checkpoint(str(tmp_path)) == last_good
+    assert checkpoints.latest_checkpoint(str(tmp_path)) == last_good
     gin.clear_config()
 
     result = _train(tiny_data, tmp_path, *helpers.COMPARABLE)

@@ -14,10 +14,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from swiderrnet_tf import distribution
+from swiderrnet_tf import summaries
 from swiderrnet_tf.evaluation import report
-from swiderrnet_tf.training import checkpointing
-from swiderrnet_tf.training import distribution
-from swiderrnet_tf.training import summaries
+from swiderrnet_tf.inference import checkpoints
 
 
 class BatchPredictor:
@@ -67,38 +67,6 @@ class BatchPredictor:
         }
 
 
-def restore_model(model, checkpoint: str) -> int | None:
-    """Loads model weights from a training checkpoint or a `.weights.h5` file.
-
-    Args:
-      model: The built model.
-      checkpoint: A `ckpt-<step>` prefix, a `model_dir` (newest complete
-        checkpoint) or a Keras `.weights.h5` file.
-
-    Returns:
-      The checkpoint's step, or None for a weights file.
-    """
-    if checkpoint.endswith(".h5"):
-        model.load_weights(checkpoint)
-        return None
-    prefix = checkpoint
-    if tf.io.gfile.isdir(checkpoint):
-        prefix = checkpointing.latest_checkpoint(checkpoint)
-        if prefix is None:
-            raise FileNotFoundError(f"{checkpoint}: no complete training checkpoint here")
-    if not checkpointing.is_complete(prefix):
-        raise FileNotFoundError(f"{prefix}: no complete checkpoint (expected {prefix}.index)")
-    try:
-        status = tf.train.Checkpoint(model=model).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        message = checkpointing.explain_mismatch(prefix, e, os.path.dirname(prefix))
-        raise ValueError(message) from e
-    logging.info("Restored the model from %s", prefix)
-    return checkpointing.checkpoint_step(prefix)
-
-
 def replica_batch_size(strategy, batch_size: int) -> int:
     """`evaluate.batch_size` rounded up to a multiple of the local replicas."""
     replicas = 1 if distribution.is_multi_worker(strategy) else strategy.num_replicas_in_sync
@@ -132,12 +100,12 @@ def run_on_checkpoints(
     """
     if until_step is None:
         if restore:
-            step = restore_model(model, checkpoint or model_dir)
+            step = checkpoints.restore_model(model, checkpoint or model_dir)
         return run_once(step, f"step {step}" if step is not None else checkpoint)
     results = None
     for path in tf.train.checkpoints_iterator(model_dir, timeout=checkpoint_timeout):
         try:
-            step = restore_model(model, path)
+            step = checkpoints.restore_model(model, path)
         except (FileNotFoundError, tf.errors.NotFoundError) as e:
             # Deleted by the trainer's max_to_keep before we got to it.
             logging.warning("Skipping %s: %s", path, e)

@@ -33,68 +33,15 @@ import tensorflow as tf
 from swiderrnet_tf import common
 from swiderrnet_tf import fileio
 from swiderrnet_tf.data import classification_info
+from swiderrnet_tf.data import data_setup
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import validation
+from swiderrnet_tf.evaluation import classification_eval
+from swiderrnet_tf.evaluation import eval_common
 from swiderrnet_tf.evaluation import evaluator as evaluator_lib
 from swiderrnet_tf.evaluation import report
-from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import classification_eval
-from swiderrnet_tf.training import data_setup
-from swiderrnet_tf.training import eval_common
-
-_PREDICTION_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE_SCORES)
-
-
-def single_scale_predict_fn(model):
-    """`predict_fn(images)`: the model's outputs at the input scale, inference mode."""
-
-    def predict_fn(images):
-        return model(images, training=False)
-
-    return predict_fn
-
-
-@gin.configurable(denylist=["model", "info"])
-def panoptic_predictor(
-    model,
-    info: dataset_info_lib.DatasetInfo,
-    *,
-    predict_fn_factory=single_scale_predict_fn,
-    center_threshold: float = 0.1,
-    nms_kernel: int = 7,
-    keep_k_centers: int = 200,
-):
-    """Returns `predict(images) -> {panoptic, semantic, instance_scores}`.
-
-    Args:
-      model: The Panoptic-DeepLab model.
-      info: The dataset (thing classes, label divisor, stuff area limit, void).
-      predict_fn_factory: `factory(model) -> predict_fn(images) -> outputs`.
-      center_threshold: Center heatmap threshold.
-      nms_kernel: Center NMS window (7-13 Cityscapes, 41 COCO).
-      keep_k_centers: Most centers per image.
-
-    Returns:
-      A function of `[batch, height, width, 3]` images (static shape) that
-      returns `[batch, height, width]` maps.
-    """
-    predict_fn = predict_fn_factory(model)
-
-    def predict(images):
-        outputs = predict_fn(images)
-        merged = panoptic_merge.panoptic_merge(
-            outputs[common.SEMANTIC_LOGITS],
-            outputs[common.CENTER_HEATMAP],
-            outputs[common.OFFSETS],
-            center_threshold=center_threshold,
-            nms_kernel=nms_kernel,
-            keep_k_centers=keep_k_centers,
-            **panoptic_merge.dataset_merge_settings(info),
-        )
-        return {key: merged[key] for key in _PREDICTION_KEYS}
-
-    return predict
+from swiderrnet_tf.inference import panoptic_predictor
 
 
 def build_model(strategy, model_fn, info):
@@ -218,7 +165,9 @@ def evaluate(
     given_model = model is not None
     if not given_model:
         model = build_model(strategy, model_fn, info)
-    predictor = eval_common.BatchPredictor(strategy, panoptic_predictor(model, info), batch_size)
+    predictor = eval_common.BatchPredictor(
+        strategy, panoptic_predictor.panoptic_predictor(model, info), batch_size
+    )
 
     def run_once(step, where):
         evaluator = evaluator_lib.PanopticEvaluator(

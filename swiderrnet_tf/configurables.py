@@ -1,4 +1,19 @@
-"""The functions and plain classes that gin files may name.
+"""Every gin name of swiderrnet_tf but the trainer's, registered in one place.
+
+Importing this module registers every name a gin file may use to build a
+model, a dataset, a loss, a predictor or an evaluation; `training.gin_registry`
+adds the trainer's own names (`gin_config.TRAINING_ONLY`). The factories are
+registered here, with `gin.external_configurable`; the functions the code
+calls itself carry their `@gin.configurable` where they are defined, and are
+registered by the imports below:
+  * `evaluate` (`evaluation.eval_loop`): the evaluation entry point, where a
+    run binds its model and dataset (`evaluate.model_fn`, `.dataset_name`);
+  * `panoptic_predictor` (`inference.panoptic_predictor`): merge settings that
+    replace the dataset's, and multi-scale inference;
+  * `multi_scale_predict_fn` (`inference.multi_scale`);
+  * `register_dataset_file`, `register_custom_dataset` (`data.dataset_info`)
+    and `register_classification_dataset` (`data.classification_info`);
+  * `custom_space` (`search.spaces`): a grid search's grid.
 
 Gin binds factories, never Keras layer classes (gin replaces a class's
 `__init__`, which breaks `from_config` on reload): the model arrives as
@@ -8,9 +23,6 @@ Gin binds factories, never Keras layer classes (gin replaces a class's
 Functions that take `**kwargs` are registered with an allowlist, so a typo such
 as `build_panoptic_deeplab.aspp_chanels = 128` fails when the gin file is
 parsed, naming the parameter, instead of after the model has been built.
-
-Importing this module registers everything; the trainer, the evaluator and
-the gin-file test import it before parsing.
 """
 
 import inspect
@@ -24,7 +36,9 @@ from swiderrnet_tf.data import dataset_info  # noqa: F401  (registers register_*
 from swiderrnet_tf.data import imagenet
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import synthetic
-from swiderrnet_tf.inference import multi_scale  # noqa: F401  (@multi_scale_predict_fn)
+from swiderrnet_tf.evaluation import eval_loop  # noqa: F401  (evaluate)
+from swiderrnet_tf.inference import multi_scale  # noqa: F401  (multi_scale_predict_fn)
+from swiderrnet_tf.inference import panoptic_predictor  # noqa: F401  (panoptic_predictor)
 from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.meta_arch import classifier
@@ -113,16 +127,3 @@ gin.external_configurable(
         if p.kind == p.KEYWORD_ONLY
     ],
 )
-
-
-def check_backbone_options(options, where: str) -> None:
-    """Raises a ValueError naming unknown keys of a `backbone_options` dict."""
-    if options is None:
-        return
-    if not isinstance(options, dict):
-        raise ValueError(f"{where} must be a dict, got {options!r}")
-    unknown = sorted(set(options) - set(registry.OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"{where} has unknown option(s) {unknown}; valid options: {list(registry.OPTIONS)}"
-        )

@@ -1,9 +1,20 @@
 """Finds, parses and checks gin files; writes the configs a run used.
 
 Gin files name what is built (model, data, loss, schedule); flags name where
-things run. `--gin_file` paths and `include` lines are looked up in the
-current directory first, then in the repository that holds `gin_configs/`, so
-`--gin_file=gin_configs/demo.gin` works from any directory.
+things run. The project's configs ship inside the package
+(`swiderrnet_tf/gin_configs/`, also in an installed wheel), and a gin file is
+looked up in the current directory first, then in the package, so
+`--gin_file=gin_configs/demo.gin` works from a checkout, from an installed
+wheel and in any directory. `include 'gin_configs/...'` lines resolve through
+gin's search path, on which the package comes first: a config of one's own,
+anywhere, can include ours.
+
+Which names a file may use depends on what the program registered: every
+program imports `configurables` (models, data, losses, merge settings);
+evaluation, export and prediction also register `evaluate` (the model and the
+dataset of a run are bound on it) and skip the trainer's own names
+(`TRAINING_ONLY`) instead of importing the trainer; `train` imports
+`training.gin_registry`, which registers everything.
 
 `check_config` runs before any work: it names every missing required value
 (including macros left at `%gin.REQUIRED`, such as `DATA_DIR`) and unknown
@@ -20,11 +31,16 @@ import gin
 import tensorflow as tf
 from absl import logging
 
-from swiderrnet_tf.training import configurables
+from swiderrnet_tf.backbones import registry
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The folder that holds `gin_configs/`: the package itself.
+CONFIG_ROOT = pathlib.Path(__file__).resolve().parent
+CONFIG_DIR = CONFIG_ROOT / "gin_configs"
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
+# Names only `training/` registers (the trainer and its optimizers). A program
+# that does not train skips their bindings in a training recipe.
+TRAINING_ONLY = ("train", "build_optimizer", "build_momentum_optimizer")
 # Factories the entry points call, whose bound values are checked too.
 FACTORIES = (
     "build_panoptic_deeplab",
@@ -50,15 +66,18 @@ _NETWORK_BINDINGS = (
 
 
 def resolve_gin_file(path: str) -> str:
-    """Returns an existing gin file for `path`: as given, or under the repository.
+    """Returns an existing gin file for `path`: as given, or among the package's configs.
+
+    `gin_configs/demo.gin` and `demo.gin` both name the package's demo when
+    the current directory holds no such file.
 
     Raises:
       FileNotFoundError: Naming the places that were tried.
     """
     candidates = [pathlib.Path(path)]
     if not os.path.isabs(path):
-        candidates.append(REPO_ROOT / path)
-        candidates.append(REPO_ROOT / "gin_configs" / path)
+        candidates.append(CONFIG_ROOT / path)
+        candidates.append(CONFIG_DIR / path)
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
@@ -68,15 +87,15 @@ def resolve_gin_file(path: str) -> str:
     raise FileNotFoundError(f"gin file {path!r} not found (tried {tried})")
 
 
-def _search_repository_first() -> None:
-    """Makes `include 'gin_configs/...'` lines resolve against the repository.
+def _search_package_first() -> None:
+    """Makes `include 'gin_configs/...'` lines resolve against the package.
 
-    The repository goes before gin's default (the current directory): when the
-    repository is on `sys.path`, gin's package-resource reader takes
-    `gin_configs/models` for a namespace package and fails on it before it
-    would try a later search path.
+    The package goes before gin's default (the current directory): a folder
+    named `gin_configs` in a directory on `sys.path` would otherwise be taken
+    by gin's package-resource reader for a namespace package, which fails
+    before a later search path is tried.
     """
-    root = str(REPO_ROOT)
+    root = str(CONFIG_ROOT)
     prefixes = getattr(gin.config, "_LOCATION_PREFIXES", None)
     if prefixes is None:
         gin.add_config_file_search_path(root)
@@ -84,15 +103,18 @@ def _search_repository_first() -> None:
         prefixes.insert(0, root)
 
 
-def parse(gin_files, gin_bindings=()) -> list[str]:
+def parse(gin_files, gin_bindings=(), *, skip_unknown=()) -> list[str]:
     """Clears gin and parses the files, then the bindings, in order.
 
-    Import `gin_registry` first: it registers every name the files may use.
+    Import the registrations first (see the module docstring).
 
     Args:
       gin_files: Paths of gin files (see `resolve_gin_file`).
       gin_bindings: Binding strings such as `train.num_steps = 10`, applied after
         the files (so they override them).
+      skip_unknown: Configurable names whose bindings are dropped when nothing
+        registered them (e.g. `TRAINING_ONLY`); any other unknown name is an
+        error.
 
     Returns:
       The resolved gin file paths.
@@ -106,8 +128,13 @@ def parse(gin_files, gin_bindings=()) -> list[str]:
         raise ValueError("give at least one --gin_file, e.g. --gin_file=gin_configs/demo.gin")
     files = [resolve_gin_file(f) for f in gin_files]
     gin.clear_config()
-    _search_repository_first()
-    gin.parse_config_files_and_bindings(files, list(gin_bindings or ()), finalize_config=False)
+    _search_package_first()
+    gin.parse_config_files_and_bindings(
+        files,
+        list(gin_bindings or ()),
+        finalize_config=False,
+        skip_unknown=list(skip_unknown) or False,
+    )
     return files
 
 
@@ -174,7 +201,7 @@ def check_config(entry_points) -> None:
             + ". Bind them in a gin file or with --gin_bindings."
         )
     for factory in ("build_panoptic_deeplab", "build_classifier"):
-        configurables.check_backbone_options(
+        check_backbone_options(
             gin.get_bindings(factory).get("backbone_options"), f"{factory}.backbone_options"
         )
 
@@ -243,3 +270,16 @@ def config_differences(model_dir: str, limit: int = 8) -> list[str]:
         f"{n} = {saved.get(n, '(unset)')} there, {current.get(n, '(unset)')} now"
         for n in names[:limit]
     ]
+
+
+def check_backbone_options(options, where: str) -> None:
+    """Raises a ValueError naming unknown keys of a `backbone_options` dict."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ValueError(f"{where} must be a dict, got {options!r}")
+    unknown = sorted(set(options) - set(registry.OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown option(s) {unknown}; valid options: {list(registry.OPTIONS)}"
+        )

@@ -15,9 +15,9 @@ from absl import logging
 
 from swiderrnet_tf import common
 from swiderrnet_tf.data import classification_info
+from swiderrnet_tf.data import data_setup
 from swiderrnet_tf.data import imagenet
-from swiderrnet_tf.training import data_setup
-from swiderrnet_tf.training import eval_common
+from swiderrnet_tf.evaluation import eval_common
 
 
 class TopKAccuracy:
