@@ -4,7 +4,9 @@ Pick the TensorFlow build for your machine with an extra:
   pip install -e ".[cpu]"   # CPU wheel (what CI uses)
   pip install -e ".[gpu]"   # NVIDIA GPUs (CUDA libraries come from pip)
   pip install -e ".[tpu]"   # Cloud TPU VMs
-Add `test` for the test suite, e.g. ".[cpu,test]".
+Add `test` for the test suite, e.g. ".[cpu,test]". `pip install ".[cpu]"` (no
+`-e`) installs a copy that works from any directory: the gin configs ship as
+package data, and the commands come as console scripts too.
 """
 
 import setuptools
@@ -15,6 +17,17 @@ setuptools.setup(
     description="SWideRNet backbones in Panoptic-DeepLab, Keras 3 on TensorFlow",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["swiderrnet_tf", "swiderrnet_tf.*"]),
+    # The recipes and demos: `--gin_file=gin_configs/demo.gin` finds them in the package.
+    package_data={"swiderrnet_tf": ["gin_configs/*.gin", "gin_configs/*/*.gin"]},
+    entry_points={
+        "console_scripts": [
+            "swiderrnet-train = swiderrnet_tf.train:console_main",
+            "swiderrnet-evaluate = swiderrnet_tf.evaluate:console_main",
+            "swiderrnet-export = swiderrnet_tf.export:console_main",
+            "swiderrnet-predict = swiderrnet_tf.predict:console_main",
+            "swiderrnet-convert = swiderrnet_tf.data.convert:console_main",
+        ]
+    },
     install_requires=[
         "keras==3.15.1",
         "gin-config==0.5.0",

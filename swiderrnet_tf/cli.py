@@ -15,14 +15,20 @@ traceback. The traceback of a user error is logged at debug level
 a `FileAccessError` that names the path and the cause, e.g.
 `out/panoptic/a.png: cannot write: No space left on device`.
 
+`console_main(module)` runs a command as an installed console script
+(`swiderrnet-train`, ...), whose `--help` then lists the command's own flags.
+
 This module does not import TensorFlow (the grid search runs where only JAX is
 installed); TensorFlow's errors are recognised once something else imported it.
 """
 
 import contextlib
+import importlib
 import re
 import sys
 
+from absl import app
+from absl import flags
 from absl import logging
 
 EXIT_USER_ERROR = 2
@@ -140,3 +146,22 @@ def run_main(work, *, user_errors=()) -> int:
         print(error_line(e), file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     return status if isinstance(status, int) else 0
+
+
+def console_main(module_name: str) -> None:
+    """Runs the absl program `module_name` (its `define_flags` and `main`) as a console script.
+
+    absl's `--help` lists the key flags of the main module, named by
+    `sys.argv[0]`; for a console script that is the generated wrapper, which
+    defines none, so only "Try --helpfull" would show. The command's flags
+    are declared key flags of the wrapper, and its docstring becomes the
+    usage text.
+    """
+    module = importlib.import_module(module_name)
+    module.define_flags()
+    for flag in flags.FLAGS.get_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    main_module = sys.modules["__main__"]
+    if not main_module.__doc__:
+        main_module.__doc__ = module.__doc__
+    app.run(module.main)

@@ -83,6 +83,11 @@ def main(argv):
     )
 
 
+def console_main():
+    """The `swiderrnet-evaluate` console script."""
+    cli.console_main(__name__)
+
+
 if __name__ == "__main__":
     define_flags()
     app.run(main)

@@ -1,7 +1,7 @@
 """Exports a trained checkpoint as a SavedModel with the panoptic merge inside.
 
     python -m swiderrnet_tf.export --gin_file=gin_configs/coco_fast.gin \\
-        --checkpoint=runs/coco_fast/ckpt-500000 --output=exported/coco_fast
+        --checkpoint=runs/coco_fast/ckpt-500000 --output_dir=exported/coco_fast
 
 The gin files are the training run's. As the evaluator does, the model is
 built by `evaluate.model_fn` for the classes of `evaluate.dataset_name` and
@@ -54,14 +54,15 @@ def define_flags():
     flags.DEFINE_multi_string("gin_file", [], "Gin file(s) of the training run.")
     flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings applied after the files.")
     flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, run folder or .weights.h5 file.")
-    flags.DEFINE_string("output", None, "Folder for the SavedModel (local or gs://).")
+    flags.DEFINE_string("output_dir", None, "Folder for the SavedModel (local or gs://).")
+    flags.DEFINE_alias("output", "output_dir")
     flags.DEFINE_list(
         "canvas_sides",
         [str(s) for s in canvas_merge.DEFAULT_CANVAS_SIDES],
         "Merge canvas lengths; the largest bounds the image height and width.",
     )
     flags.DEFINE_string("tflite_size", None, "Also write model.tflite for HxW images.")
-    flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --output folder.")
+    flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --output_dir folder.")
     flags.DEFINE_boolean(
         "jit_compile_merge",
         True,
@@ -109,7 +110,7 @@ def export_checkpoint(
     info = dataset_info_lib.get_dataset_info(dataset_name)
     parent = os.path.dirname(output.rstrip("/"))
     if parent:
-        # Before the model is built: a bad --output fails at once.
+        # Before the model is built: a bad --output_dir fails at once.
         fileio.make_dirs(parent, "parent folder of the SavedModel")
     model = model_fn(num_classes=info.num_classes)
     step = checkpoints.restore_model(model, checkpoint)
@@ -160,7 +161,7 @@ def run(
     """Parses the config and exports; returns the exit status."""
     try:
         if not checkpoint or not output:
-            raise ValueError("--checkpoint and --output are required")
+            raise ValueError("--checkpoint and --output_dir are required")
         run_config.parse(gin_files, gin_bindings)
         settings = run_config.run_settings()
         sides = canvas_merge.check_canvas_sides(tuple(int(s) for s in canvas_sides))
@@ -189,12 +190,17 @@ def main(argv):
         gin_files=FLAGS.gin_file,
         gin_bindings=FLAGS.gin_bindings,
         checkpoint=FLAGS.checkpoint,
-        output=FLAGS.output,
+        output=FLAGS.output_dir,
         canvas_sides=FLAGS.canvas_sides,
         tflite_size=FLAGS.tflite_size,
         overwrite=FLAGS.overwrite,
         jit_compile_merge=FLAGS.jit_compile_merge,
     )
+
+
+def console_main():
+    """The `swiderrnet-export` console script."""
+    cli.console_main(__name__)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def resolve_gin_file(path: str) -> str:
         candidates.append(CONFIG_DIR / path)
     for candidate in candidates:
         if candidate.is_file():
-            return str(candidate)
+            # Absolute, so that gin reads it without trying its search path.
+            return str(candidate.resolve())
     if tf.io.gfile.exists(path):  # gs:// and other filesystems
         return path
     tried = ", ".join(str(c) for c in candidates)

@@ -132,6 +132,11 @@ def main(argv):
     )
 
 
+def console_main():
+    """The `swiderrnet-train` console script."""
+    cli.console_main(__name__)
+
+
 if __name__ == "__main__":
     define_flags()
     app.run(main)

@@ -236,6 +236,11 @@ def main(argv):
     return cli.run_main(_convert_from_flags)
 
 
+def console_main():
+    """The `swiderrnet-convert` console script."""
+    cli.console_main(__name__)
+
+
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["output_dir"])

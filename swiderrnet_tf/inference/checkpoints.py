@@ -44,10 +44,10 @@ def complete_checkpoints(model_dir: str) -> list[str]:
     state = tf.train.get_checkpoint_state(model_dir)
     if state is None:
         return []
+    # TensorFlow has joined relative entries with `model_dir` already.
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
         paths.append(state.model_checkpoint_path)
-    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(model_dir, p) for p in paths]
     result = []
     for path in sorted(paths, key=checkpoint_step, reverse=True):
         if is_complete(path):

@@ -33,26 +33,28 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
 
 
-def segment_ids(panoptic: np.ndarray, metadata: dict) -> np.ndarray:
+def segment_ids(panoptic: np.ndarray, info) -> np.ndarray:
     """`[h, w]` panoptic ids -> segment ids (`panoptic + 1`; void and unknown classes 0)."""
     panoptic = np.asarray(panoptic, np.int64)
-    classes = panoptic // metadata["label_divisor"]
-    valid = (classes >= 0) & (classes < metadata["num_classes"])
+    classes = panoptic // info.label_divisor
+    valid = (classes >= 0) & (classes < info.num_classes)
     ids = np.where(valid, panoptic + 1, 0)
     if ids.max(initial=0) > _MAX_SEGMENT_ID:
         raise ValueError(
             f"panoptic id {ids.max() - 1} does not fit a 24-bit PNG segment id "
-            f"(label_divisor {metadata['label_divisor']} is too large)"
+            f"(label_divisor {info.label_divisor} is too large)"
         )
     return ids
 
 
-def segments_info(ids: np.ndarray, metadata: dict) -> list[dict]:
+def segments_info(ids: np.ndarray, info, category_ids=None) -> list[dict]:
     """COCO `segments_info` of a segment-id map, in increasing id order.
 
     Args:
       ids: `[h, w]` segment ids of `segment_ids` (0 = void).
-      metadata: The SavedModel metadata (`label_divisor`, `category_ids`).
+      info: The `DatasetInfo` (`label_divisor`, `category_ids`).
+      category_ids: Category id of each model class, instead of
+        `info.category_ids` (e.g. the Cityscapes label ids).
 
     Returns:
       One dict per segment: `id`, `category_id`, `iscrowd` 0, `area` (pixels)
@@ -69,33 +71,35 @@ def segments_info(ids: np.ndarray, metadata: dict) -> list[dict]:
     y1 = np.maximum.reduceat(rows[order], starts)
     x0 = np.minimum.reduceat(cols[order], starts)
     x1 = np.maximum.reduceat(cols[order], starts)
-    info = []
+    category_ids = info.category_ids if category_ids is None else category_ids
+    segments = []
     for i, segment in enumerate(values):
         if segment == 0:
             continue
-        model_class = int(segment - 1) // metadata["label_divisor"]
-        info.append(
+        model_class = int(segment - 1) // info.label_divisor
+        segments.append(
             {
                 "id": int(segment),
-                "category_id": int(metadata["category_ids"][model_class]),
+                "category_id": int(category_ids[model_class]),
                 "iscrowd": 0,
                 "area": int(areas[i]),
                 "bbox": [int(x0[i]), int(y0[i]), int(x1[i] - x0[i] + 1), int(y1[i] - y0[i] + 1)],
             }
         )
-    return info
+    return segments
 
 
-def categories(metadata: dict) -> list[dict]:
-    """The COCO panoptic `categories` list of the SavedModel's classes."""
+def categories(info, category_ids=None) -> list[dict]:
+    """The COCO panoptic `categories` list of a dataset's classes (`info.category_ids`)."""
+    category_ids = info.category_ids if category_ids is None else category_ids
     return [
         {
-            "id": int(metadata["category_ids"][c]),
-            "name": metadata["class_names"][c],
-            "isthing": int(bool(metadata["is_thing"][c])),
-            "color": list(metadata["colors"][c]),
+            "id": int(category_ids[c]),
+            "name": info.class_names[c],
+            "isthing": int(info.is_thing[c]),
+            "color": list(info.colors[c]),
         }
-        for c in range(metadata["num_classes"])
+        for c in range(info.num_classes)
     ]
 
 

@@ -37,6 +37,7 @@ from absl import logging
 
 from swiderrnet_tf import cli
 from swiderrnet_tf import common
+from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import panoptic_predictor
 from swiderrnet_tf.inference import serving
@@ -204,3 +205,28 @@ def read_metadata(saved_model_dir: str) -> dict:
             f"{path}: metadata version {metadata.get('version')!r}, expected {METADATA_VERSION}"
         )
     return metadata
+
+
+def dataset_info_from_metadata(metadata: dict):
+    """The `DatasetInfo` a SavedModel was exported for, rebuilt from its metadata.
+
+    Classes, things, names, colours, category ids, label divisor, void and the
+    merge settings are those of the export; `eval_scales` are the scales the
+    SavedModel averages. The dataset is not registered.
+    """
+    merge = metadata["merge"]
+    return dataset_info_lib.DatasetInfo(
+        name=metadata["dataset"],
+        num_classes=metadata["num_classes"],
+        thing_classes=tuple(merge["thing_classes"]),
+        label_divisor=metadata["label_divisor"],
+        stuff_area_limit=merge["stuff_area_limit"],
+        eval_scales=tuple(metadata["scales"]),
+        class_names=tuple(metadata["class_names"]),
+        colors=tuple(tuple(c) for c in metadata["colors"]),
+        ignore_label=metadata["ignore_label"],
+        center_threshold=merge["center_threshold"],
+        nms_kernel=merge["nms_kernel"],
+        keep_k_centers=merge["keep_k_centers"],
+        category_ids=tuple(metadata["category_ids"]),
+    )

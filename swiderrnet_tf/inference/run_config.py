@@ -43,6 +43,19 @@ def run_config_file(run_dir: str) -> str:
     return path
 
 
+def model_and_dataset():
+    """`(model_fn, dataset_name)` bound on `evaluate` in the parsed config.
+
+    Raises:
+      ValueError: If `evaluate.model_fn` or `evaluate.dataset_name` is not bound.
+    """
+    evaluate = gin.get_bindings("evaluate")
+    missing = [f"evaluate.{k}" for k in ("model_fn", "dataset_name") if evaluate.get(k) is None]
+    if missing:
+        raise ValueError(f"the gin config does not bind {missing}; give the training run's files")
+    return evaluate["model_fn"], evaluate["dataset_name"]
+
+
 def run_settings() -> dict:
     """What the parsed gin config says to run: model, dataset, merge, scales.
 
@@ -56,10 +69,7 @@ def run_settings() -> dict:
         bound, or the evaluation uses a predict_fn_factory other than
         `multi_scale_predict_fn`.
     """
-    evaluate = gin.get_bindings("evaluate")
-    missing = [f"evaluate.{k}" for k in ("model_fn", "dataset_name") if evaluate.get(k) is None]
-    if missing:
-        raise ValueError(f"the gin config does not bind {missing}; give the training run's files")
+    model_fn, dataset_name = model_and_dataset()
     predictor = gin.get_bindings("panoptic_predictor")
     merge = {name: predictor[name] for name in panoptic_predictor.SETTINGS if name in predictor}
     factory = predictor.get("predict_fn_factory")
@@ -74,8 +84,8 @@ def run_settings() -> dict:
             "use @multi_scale_predict_fn or leave it unbound"
         )
     return {
-        "model_fn": evaluate["model_fn"],
-        "dataset_name": evaluate["dataset_name"],
+        "model_fn": model_fn,
+        "dataset_name": dataset_name,
         "merge": merge,
         "scales": scales,
         "flip": flip,

@@ -3,11 +3,11 @@
 Usage:
   # A whole Panoptic-DeepLab model, configured from its deeplab2 config:
   python -m swiderrnet_tf.tools.import_deeplab2 --checkpoint ckpt/ckpt-1000 \\
-      --config config.textproto --output imported/
+      --config config.textproto --output_dir imported/
   # A backbone (e.g. the released ImageNet-pretrained SWideRNets):
   python -m swiderrnet_tf.tools.import_deeplab2 --checkpoint PATH \\
       --backbone swidernet_1_1_1 --override squeeze_excite=false --backbone_only \\
-      --output imported/
+      --output_dir imported/
 
 deeplab2 saves `tf.train.Checkpoint` objects whose keys follow Python attribute
 paths (`encoder/_stage5/_block1/_conv2_bn_act/_conv/_switch/kernel/...`). Each key
@@ -248,7 +248,8 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines the command-line flags (only when run as a program)."""
     flags.DEFINE_string("checkpoint", None, "deeplab2 checkpoint prefix or directory.")
-    flags.DEFINE_string("output", None, "Directory for the imported weights.")
+    flags.DEFINE_string("output_dir", None, "Directory for the imported weights.")
+    flags.DEFINE_alias("output", "output_dir")
     flags.DEFINE_string("config", None, "deeplab2 ExperimentOptions text proto of the checkpoint.")
     flags.DEFINE_string("backbone", None, "Backbone name, e.g. swidernet_1_1_1 (without --config).")
     flags.DEFINE_multi_string("override", [], "Backbone option KEY=VALUE, e.g. sac=false.")
@@ -259,15 +260,15 @@ def define_flags():
 
 def main(argv):
     del argv
-    if not FLAGS.checkpoint or not FLAGS.output:
-        raise app.UsageError("--checkpoint and --output are required")
+    if not FLAGS.checkpoint or not FLAGS.output_dir:
+        raise app.UsageError("--checkpoint and --output_dir are required")
     return cli.run_main(_import_from_flags)
 
 
 def _import_from_flags() -> None:
     report = import_checkpoint(
         checkpoint=FLAGS.checkpoint,
-        output=FLAGS.output,
+        output=FLAGS.output_dir,
         config=FLAGS.config,
         backbone=FLAGS.backbone,
         backbone_overrides=overrides_lib.parse_overrides(FLAGS.override),

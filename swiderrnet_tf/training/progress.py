@@ -11,19 +11,8 @@ import time
 import numpy as np
 from absl import logging
 
+from swiderrnet_tf import progress as progress_lib
 from swiderrnet_tf import summaries
-
-
-def format_duration(seconds: float) -> str:
-    """`1h02m`, `3m05s` or `42s`."""
-    seconds = max(int(round(seconds)), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 class Progress:
@@ -79,7 +68,7 @@ class Progress:
             values["learning_rate"],
             steps_per_second,
             values["images_per_second"],
-            format_duration(eta),
+            progress_lib.format_duration(eta),
             " (this interval includes compiling the loop)" if self._first else "",
         )
         self._first = False

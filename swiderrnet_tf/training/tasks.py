@@ -22,9 +22,9 @@ from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import validation
 from swiderrnet_tf.evaluation import eval_common
 from swiderrnet_tf.inference import panoptic_predictor
+from swiderrnet_tf.inference import visualization
 from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
-from swiderrnet_tf.training import visualization
 
 # Order of the losses a panoptic step reports; the first is minimised.
 PANOPTIC_LOSS_KEYS = (

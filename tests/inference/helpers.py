@@ -1,10 +1,13 @@
 """Small models and data shared by the inference tests."""
 
+import pathlib
+
 import numpy as np
 
 from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 
+ROOT = pathlib.Path(__file__).parents[2]
 # The synthetic dataset: 6 classes, things 3..5, label divisor 1000.
 INFO = dataset_info.SYNTHETIC
 

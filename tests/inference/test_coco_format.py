@@ -3,17 +3,20 @@
 import numpy as np
 import pytest
 
+from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.inference import coco_format
 from swiderrnet_tf.inference import visualization
 
-METADATA = {
-    "num_classes": 3,
-    "label_divisor": 1000,
-    "category_ids": [7, 20, 33],
-    "class_names": ["road", "car", "person"],
-    "is_thing": [False, True, True],
-    "colors": [[128, 64, 128], [0, 0, 142], [220, 20, 60]],
-}
+METADATA = dataset_info.make_dataset_info(
+    name="three",
+    class_names=["road", "car", "person"],
+    thing_classes=[1, 2],
+    label_divisor=1000,
+    stuff_area_limit=0,
+    eval_scales=[1.0],
+    colors=[[128, 64, 128], [0, 0, 142], [220, 20, 60]],
+    category_ids=[7, 20, 33],
+)
 VOID = 255 * 1000
 
 

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from swiderrnet_tf import common
 from swiderrnet_tf import export
-from swiderrnet_tf import gin_config
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
+from swiderrnet_tf.inference import run_config
 from swiderrnet_tf.inference import tflite
 from swiderrnet_tf.postprocess import panoptic_merge
 from tests.inference import helpers
@@ -32,7 +32,7 @@ def clear_gin():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(model, checkpoint prefix) of the tiny gin model with random weights."""
-    gin_config.parse(GIN_FILES)
+    run_config.parse(GIN_FILES)
     model = gin.get_bindings("evaluate")["model_fn"](num_classes=helpers.INFO.num_classes)
     gin.clear_config()
     rng = np.random.default_rng(0)
@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 
 
 def _merge(outputs):
-    # synthetic.gin: panoptic_predictor.nms_kernel = 7, keep_k_centers = 32.
+    # The synthetic dataset's merge: NMS window 7, 32 center slots.
     info = helpers.INFO
     return panoptic_merge.panoptic_merge(
         outputs[common.SEMANTIC_LOGITS],
@@ -125,4 +125,4 @@ def test_command_line_flags(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 2
-    assert "--checkpoint and --output are required" in done.stderr
+    assert "--checkpoint and --output_dir are required" in done.stderr

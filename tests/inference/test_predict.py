@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from swiderrnet_tf import predict
+from swiderrnet_tf.inference import images as images_lib
 from tests import file_size_limit
 from tests.inference import helpers
 from tests.inference import test_export
@@ -36,7 +37,7 @@ def test_predict_writes_coco_panoptic_files(exported, tmp_path):
     images = _write_images(tmp_path)
     output = tmp_path / "out"
     result = predict.predict(
-        saved_model=saved_model,
+        model=saved_model,
         image_patterns=[str(tmp_path / "*.png")],
         output_dir=str(output),
     )
@@ -90,7 +91,7 @@ def test_image_larger_than_the_canvases_and_a_later_failure(exported, tmp_path):
     output = tmp_path / "out"
     with pytest.raises(predict.PredictError) as error:
         predict.predict(
-            saved_model=saved_model,
+            model=saved_model,
             image_patterns=[str(tmp_path / "*.png")],
             output_dir=str(output),
         )
@@ -119,7 +120,7 @@ def test_unreadable_image_is_named(exported, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(predict.PredictError, match="broken.jpg: cannot read the image"):
         predict.predict(
-            saved_model=saved_model,
+            model=saved_model,
             image_patterns=[str(tmp_path / "*.jpg")],
             output_dir=str(tmp_path / "out"),
         )
@@ -127,16 +128,16 @@ def test_unreadable_image_is_named(exported, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="file/out/panoptic: cannot create the output folder"):
         predict.predict(
-            saved_model=saved_model,
+            model=saved_model,
             image_patterns=[str(tmp_path / "*.jpg")],
             output_dir=str(tmp_path / "file" / "out"),
         )
-    with pytest.raises(predict.PredictError, match="no image matches"):
-        predict.find_images([str(tmp_path / "*.tif")])
+    with pytest.raises(images_lib.ImageError, match="no image matches"):
+        images_lib.find_images([str(tmp_path / "*.tif")])
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "broken.png").write_bytes(b"")
-    with pytest.raises(predict.PredictError, match="have the same name"):
-        predict.find_images([str(tmp_path / "*.jpg"), str(tmp_path / "a" / "*.png")])
+    with pytest.raises(images_lib.ImageError, match="have the same name"):
+        images_lib.find_images([str(tmp_path / "*.jpg"), str(tmp_path / "a" / "*.png")])
 
 
 def test_command_line(exported, tmp_path):

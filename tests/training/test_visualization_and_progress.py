@@ -1,31 +1,33 @@
 """Panoptic overlays, host-loop boundaries and progress formatting, on hand-made cases."""
 
+import io
+
 import numpy as np
 
+from swiderrnet_tf import progress
 from swiderrnet_tf.data import dataset_info
-from swiderrnet_tf.training import progress
+from swiderrnet_tf.inference import visualization
 from swiderrnet_tf.training import trainer
-from swiderrnet_tf.training import visualization
 
 INFO = dataset_info.SYNTHETIC  # sky (70, 130, 180), disc (220, 20, 60), divisor 1000
 VOID = 255 * 1000
 
 
-def test_colorize_class_colours_instance_shades_and_void():
+def test_class_colours_instance_shifts_and_void():
     panoptic = np.array([[0, 3001, 3002, VOID]])
-    colors, void = visualization.colorize(panoptic, INFO)
-    np.testing.assert_allclose(colors[0, 0], [70, 130, 180])
-    # Instance 1 is shaded 0.7, instance 2 is shaded 0.85.
-    np.testing.assert_allclose(colors[0, 1], [154, 14, 42], atol=1e-4)
-    np.testing.assert_allclose(colors[0, 2], [187, 17, 51], atol=1e-4)
-    np.testing.assert_allclose(colors[0, 3], [0, 0, 0])
-    assert void.tolist() == [[False, False, False, True]]
+    colors = visualization.segment_colors(panoptic, INFO)
+    np.testing.assert_array_equal(colors[0, 0], [70, 130, 180])
+    # Instance n shifts disc (220, 20, 60) by (n * (37, 91, 53)) % 96 - 48:
+    # n = 1: (-11, 43, 5); n = 2: (26, 38, -38).
+    np.testing.assert_array_equal(colors[0, 1], [209, 63, 65])
+    np.testing.assert_array_equal(colors[0, 2], [246, 58, 22])
+    np.testing.assert_array_equal(colors[0, 3], [0, 0, 0])
 
 
 def test_boundaries_mark_pixels_whose_right_or_lower_neighbour_differs():
     panoptic = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3]])
     expected = [[False, True, False], [True, True, True], [False, False, False]]
-    assert visualization.boundaries(panoptic).tolist() == expected
+    assert visualization.segment_borders(panoptic).tolist() == expected
 
 
 def test_overlay_blends_colours_keeps_void_and_draws_boundaries_white():
@@ -54,3 +56,16 @@ def test_durations_read_like_a_clock():
     assert progress.format_duration(3725) == "1h02m"
     assert progress.format_duration(185) == "3m05s"
     assert progress.format_duration(42.4) == "42s"
+
+
+def test_progress_bar_shows_rate_elapsed_and_eta():
+    now = [0.0]
+    stream = io.StringIO()
+    bar = progress.ProgressBar(40, "val", stream=stream, clock=lambda: now[0])
+    now[0] = 10.0
+    bar.update(10)  # a quarter in 10 s: 1 img/s, 30 left
+    now[0] = 40.0
+    bar.update(30)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "val [#######.......................] 10/40 1.0 img/s, elapsed 10s, ETA 30s"
+    assert lines[1] == "val [##############################] 40/40 1.0 img/s, elapsed 40s"

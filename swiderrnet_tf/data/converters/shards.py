@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import queue
 import re
-import sys
 import threading
 import time
 
@@ -36,6 +35,7 @@ from absl import logging
 
 from swiderrnet_tf import cli
 from swiderrnet_tf import fileio
+from swiderrnet_tf import progress as progress_lib
 
 _WATCH_INTERVAL_S = 0.25
 _progress_queue = None
@@ -51,45 +51,6 @@ def split_evenly(items: list, num_shards: int) -> list[list]:
     """Contiguous chunks whose sizes differ by at most one, in order."""
     bounds = [i * len(items) // num_shards for i in range(num_shards + 1)]
     return [items[bounds[i] : bounds[i + 1]] for i in range(num_shards)]
-
-
-class Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, else a line per 10%."""
-
-    def __init__(self, total: int, description: str, stream=None):
-        self._total = max(total, 1)
-        self._description = description
-        self._stream = stream or sys.stderr
-        self._done = 0
-        self._start = time.monotonic()
-        self._last_decile = -1
-        self._tty = self._stream.isatty()
-
-    def update(self, count: int = 1) -> None:
-        self._done += count
-        decile = 10 * self._done // self._total
-        if self._tty:
-            self._draw(end="")
-        elif decile != self._last_decile:
-            self._last_decile = decile
-            self._draw(end="\n")
-
-    def close(self) -> None:
-        if self._tty:
-            self._draw(end="\n")
-
-    def _draw(self, end: str) -> None:
-        elapsed = time.monotonic() - self._start
-        rate = self._done / elapsed if elapsed > 0 else 0.0
-        remaining = (self._total - self._done) / rate if rate > 0 else 0.0
-        filled = 30 * self._done // self._total
-        bar = "#" * filled + "." * (30 - filled)
-        prefix = "\r" if self._tty else ""
-        self._stream.write(
-            f"{prefix}{self._description} [{bar}] {self._done}/{self._total} "
-            f"{rate:.1f} img/s, {remaining:.0f} s left{end}"
-        )
-        self._stream.flush()
 
 
 def _init_worker(progress_queue, parent_pid: int) -> None:
@@ -214,7 +175,9 @@ def write_sharded(
     skipped = num_shards - len(todo)
     if skipped:
         logging.info("%s: %d of %d shards were complete, skipped", split, skipped, num_shards)
-    progress = Progress(sum(len(c) for _, c in todo), f"{split}: {len(todo)} shards")
+    progress = progress_lib.ProgressBar(
+        sum(len(c) for _, c in todo), f"{split}: {len(todo)} shards"
+    )
     if num_workers <= 1 or len(todo) <= 1:
         for path, chunk in todo:
             write_shard(path, chunk, convert_fn)
