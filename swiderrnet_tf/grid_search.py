@@ -9,8 +9,7 @@ Usage:
       --gin_bindings='custom_space.w1 = [0.25]' \\
       --gin_bindings='custom_space.w2 = [0.25, 0.5]' \\
       --gin_bindings='custom_space.l = [0.35]' \\
-      --gin_bindings='DATA_DIR = "data/synthetic"' \\
-      --dataset synthetic --height 129 --width 129 \\
+      --gin_bindings='DATA_DIR = "data/synthetic"' --height 129 --width 129 \\
       --measure params,latency,pq --output_dir search/demo
 
 Enumerates the paper's S_fast (45 candidates) or S_strong (21), or a custom grid
@@ -19,7 +18,7 @@ and writes `results.csv`, `results.md` and `pareto.png` (the Pareto front marked
 into --output_dir. Interrupted searches resume: rerun the same command and only
 missing measurements are taken. Measures:
   params   trainable parameters of the whole Panoptic-DeepLab (millions)
-  madds    multiply-adds of one image (billions; see tools/model_stats.py;
+  madds    multiply-adds of one image (billions; see tools/counting.py;
            needs TensorFlow)
   latency  median end-to-end milliseconds of one batch: uint8 images in, panoptic
            map out (network, then the merge fed `--centers` instances), with
@@ -31,8 +30,10 @@ missing measurements are taken. Measures:
            steps): `python -m swiderrnet_tf.train --mode=train_and_eval` in a
            child process per candidate, into <output_dir>/runs/<candidate>,
            which resumes from its checkpoints when the search is rerun
-The dataset (`--dataset`, default COCO as the paper's Fig. 3) sets the number
-of classes and the merge settings.
+The dataset sets the number of classes and the merge settings: with `pq`, the
+recipe's (`evaluate.dataset_name`), and a `--dataset` that differs is refused,
+so that parameters, latency and PQ are of one dataset; otherwise `--dataset`
+(default COCO, as the paper's Fig. 3).
 """
 
 import functools
@@ -55,7 +56,7 @@ from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.search import pareto
 from swiderrnet_tf.search import results as results_lib
 from swiderrnet_tf.search import spaces
-from swiderrnet_tf.tools import model_stats
+from swiderrnet_tf.tools import counting
 
 # The pq measure's training log, in each candidate's run folder.
 PQ_LOG = "search_train.log"
@@ -64,18 +65,18 @@ PQ_LOG = "search_train.log"
 @functools.lru_cache(maxsize=1)
 def _stateless_model(name: str, regime: str, num_classes: int):
     """The candidate's model without weight values, shared by params and madds."""
-    return model_stats.build_stateless(name, num_classes=num_classes, regime=regime)
+    return counting.build_stateless(name, num_classes=num_classes, regime=regime)
 
 
 def _params(candidate, *, info, **unused):
     model = _stateless_model(candidate.name, candidate.regime, info.num_classes)
-    return {"params_m": model_stats.count_parameters(model) / 1e6}
+    return {"params_m": counting.count_parameters(model) / 1e6}
 
 
 def _madds(candidate, *, info, height, width, **unused):
     # Counted in a traced TensorFlow graph; the other measures run on JAX alone too.
     model = _stateless_model(candidate.name, candidate.regime, info.num_classes)
-    return {"madds_b": model_stats.count_madds(model, height, width) / 1e9}
+    return {"madds_b": counting.count_madds(model, height, width) / 1e9}
 
 
 def _latency(candidate, *, info, height, width, batch_size, repeats, centers, **unused):
@@ -154,7 +155,7 @@ def run(
     space: str,
     measures: list[str],
     output_dir: str,
-    dataset: str = "coco",
+    dataset: str | None = None,
     height: int = 641,
     width: int = 641,
     batch_size: int = 1,
@@ -172,7 +173,8 @@ def run(
       space: `fast`, `strong` or `custom` (gin's `custom_space`).
       measures: Keys of `MEASURES`.
       output_dir: Where results, the plot and the pq runs go.
-      dataset: A registered dataset: classes and merge settings.
+      dataset: A registered dataset: classes and merge settings. With `pq`,
+        the recipe's (None), or the same name; else default `coco`.
       height, width: Input size of params/madds/latency.
       batch_size, repeats, centers: Latency: images per call, timed calls per
         median, instances fed to the merge (0: the network's own outputs).
@@ -189,12 +191,9 @@ def run(
         raise ValueError(f"unknown measure(s) {unknown}; available: {sorted(MEASURES)}")
     if not measures:
         raise ValueError(f"give at least one measure of {sorted(MEASURES)}")
-    if "pq" in measures and not gin_files:
-        raise ValueError(
-            "--measure pq trains each candidate with a gin recipe: give --gin_file "
-            "(e.g. gin_configs/demo.gin)"
-        )
-    info = dataset_info_lib.get_dataset_info(dataset)
+    if "pq" in measures:
+        gin_files, dataset = _recipe(gin_files, gin_bindings, dataset)
+    info = dataset_info_lib.get_dataset_info(dataset or "coco")
     columns = [c for m in measures for c in MEASURES[m][0]]
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +251,32 @@ def run(
     return rows
 
 
+def _recipe(gin_files, gin_bindings, dataset):
+    """Parses the pq measure's recipe; returns its resolved files and its dataset.
+
+    Raises:
+      ValueError: Without a recipe, or when `dataset` contradicts the recipe's.
+    """
+    if not gin_files:
+        raise ValueError(
+            "--measure pq trains each candidate with a gin recipe: give --gin_file "
+            "(e.g. gin_configs/demo.gin)"
+        )
+    # The recipe is checked here (it needs TensorFlow); each candidate trains
+    # in a child process.
+    from swiderrnet_tf.inference import run_config
+
+    files = run_config.parse(gin_files, gin_bindings)
+    _, recipe_dataset = run_config.model_and_dataset()
+    if dataset is not None and dataset != recipe_dataset:
+        raise ValueError(
+            f"--dataset={dataset} contradicts the recipe, which trains and evaluates on "
+            f"{recipe_dataset!r} (evaluate.dataset_name of {list(gin_files)}): parameters "
+            "and latency would be counted for another dataset than the PQ; leave --dataset out"
+        )
+    return files, recipe_dataset
+
+
 FLAGS = flags.FLAGS
 
 
@@ -263,7 +288,11 @@ def define_flags():
     flags.DEFINE_multi_string("gin_file", [], "Gin files (a custom grid, a training recipe).")
     flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.")
     flags.DEFINE_string("tpu", None, "pq: --tpu of each training run (else GPUs or CPU).")
-    flags.DEFINE_string("dataset", "coco", "Registered dataset: classes, merge settings.")
+    flags.DEFINE_string(
+        "dataset",
+        None,
+        "Registered dataset: classes, merge settings (default: the pq recipe's, else coco).",
+    )
     flags.DEFINE_integer("height", 641, "Input height.")
     flags.DEFINE_integer("width", 641, "Input width.")
     flags.DEFINE_integer("batch_size", 1, "Latency: images per call.")
@@ -284,16 +313,11 @@ def main(argv):
 
 
 def _search_from_flags() -> None:
-    if "pq" in FLAGS.measure:
-        # The recipe is checked here (it needs TensorFlow); each candidate
-        # trains in a child process.
-        from swiderrnet_tf.inference import run_config
-
-        files = run_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    else:
+    files = list(FLAGS.gin_file)
+    if "pq" not in FLAGS.measure:
         # Only the grid is read; recipe bindings of a shared gin file are
-        # skipped, so the search also runs where only JAX is installed.
-        files = list(FLAGS.gin_file)
+        # skipped, so the search also runs where only JAX is installed. (The
+        # pq measure parses its recipe in `run`.)
         gin.parse_config_files_and_bindings(files, FLAGS.gin_bindings, skip_unknown=True)
     run(
         space=FLAGS.space,

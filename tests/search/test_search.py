@@ -152,6 +152,35 @@ def test_unknown_measure(tmp_path):
         grid_search.run(space="fast", measures=["pq"], output_dir=str(tmp_path))
 
 
+def test_pq_refuses_a_dataset_the_recipe_does_not_train_on(tmp_path):
+    bindings = [f"DATA_DIR = '{tmp_path}'", "custom_space.w1 = [0.25]"]
+    try:
+        with pytest.raises(ValueError, match="--dataset=coco contradicts the recipe.*'synthetic'"):
+            grid_search.run(
+                space="custom",
+                measures=["params", "pq"],
+                output_dir=str(tmp_path / "search"),
+                dataset="coco",
+                gin_files=[str(ROOT / "tests/training/tiny.gin")],
+                gin_bindings=bindings,
+            )
+    finally:
+        gin.clear_config()
+    assert not (tmp_path / "search").exists()  # refused before any work
+
+
+def test_counting_defines_no_flag_of_its_own():
+    # model_stats' --atrous_counting used to be defined on import, so that the
+    # grid search listed (and ignored) it.
+    code = (
+        "from absl import flags; from swiderrnet_tf import grid_search;"
+        "grid_search.define_flags(); print(sorted(flags.FLAGS))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "atrous_counting" not in done.stdout and "'measure'" in done.stdout
+
+
 def test_pq_trains_and_evaluates_each_candidate(tmp_path):
     # One candidate of a custom grid, trained 6 steps with the training tests'
     # tiny recipe; the PQ comes from the evaluation the run wrote.
@@ -170,7 +199,6 @@ def test_pq_trains_and_evaluates_each_candidate(tmp_path):
             space="custom",
             measures=["params", "pq"],
             output_dir=str(out),
-            dataset="synthetic",
             gin_files=[str(ROOT / "tests/training/tiny.gin")],
             gin_bindings=bindings,
             log=lambda line: None,

@@ -8,7 +8,7 @@ import sys
 import keras
 import pytest
 
-from swiderrnet_tf.tools import model_stats
+from swiderrnet_tf.tools import counting
 
 
 def _toy(rate):
@@ -23,8 +23,8 @@ def test_madds_of_plain_convolutions_by_hand():
     model = _toy(rate=1)
     # conv: 9x9 outputs * 4 filters * (3*3*3); depthwise: 9*9*4 * 3*3; dense 4*5.
     expected = 81 * 4 * 27 + 81 * 4 * 9 + 4 * 5
-    assert model_stats.count_madds(model, 9, 9) == expected
-    assert model_stats.count_parameters(model) == 3 * 3 * 3 * 4 + 3 * 3 * 4 + 4 * 5 + 5
+    assert counting.count_madds(model, 9, 9) == expected
+    assert counting.count_parameters(model) == 3 * 3 * 3 * 4 + 3 * 3 * 4 + 4 * 5 + 5
 
 
 def test_madds_of_atrous_convolution_by_hand():
@@ -35,16 +35,14 @@ def test_madds_of_atrous_convolution_by_hand():
     # positions instead of 81.
     graph = 100 * 4 * 27 + 81 * 4 * 9 + 4 * 5
     dense = 81 * 4 * 27 + 81 * 4 * 9 + 4 * 5
-    assert model_stats.count_madds(model, 9, 9) == graph
-    assert model_stats.count_madds(model, 9, 9, atrous_counting="dense") == dense
+    assert counting.count_madds(model, 9, 9) == graph
+    assert counting.count_madds(model, 9, 9, atrous_counting="dense") == dense
 
 
 def test_paper_table3_madds_within_half_a_percent():
     # Table 3: WR-41 655.66 B and SWideRNet-(1, 1, 1) 680.79 B on COCO at 641x641.
     for name, paper in (("wide_resnet41", 655.66), ("swidernet_1_1_1", 680.79)):
-        stats = model_stats.model_stats(
-            name, num_classes=133, height=641, width=641, regime="strong"
-        )
+        stats = counting.model_stats(name, num_classes=133, height=641, width=641, regime="strong")
         assert abs(stats["madds"] / 1e9 - paper) / paper < 0.005, (name, stats)
 
 
@@ -69,7 +67,7 @@ def test_json_command_line():
     )
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(stats) == {"params", "madds"}
-    direct = model_stats.model_stats(
+    direct = counting.model_stats(
         "swidernet_0.25_0.25_0.35",
         num_classes=19,
         height=65,
@@ -81,7 +79,7 @@ def test_json_command_line():
 
 
 def test_sweep_table(tmp_path):
-    rows = model_stats.sweep(
+    rows = counting.sweep(
         pattern="swidernet_0.25_0.25_0.75",
         num_classes=19,
         height=1025,
@@ -93,10 +91,10 @@ def test_sweep_table(tmp_path):
     )
     assert [(r["backbone"], r["regime"]) for r in rows] == [("swidernet_0.25_0.25_0.75", "fast")]
     assert rows[0]["paper_madds_b"] == 151.97  # Table 12
-    table = model_stats.markdown_table(rows)
+    table = counting.markdown_table(rows)
     assert "| swidernet_0.25_0.25_0.75 | fast |" in table
 
 
 def test_unknown_backbone_is_reported():
     with pytest.raises(ValueError, match="unknown backbone"):
-        model_stats.model_stats("resnet", num_classes=3, height=33, width=33, regime="fast")
+        counting.model_stats("resnet", num_classes=3, height=33, width=33, regime="fast")

@@ -16,7 +16,8 @@ from swiderrnet_tf.losses import panoptic_losses
 from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TINY_GIN = "tests/training/tiny.gin"
+# Absolute: only the package's own configs resolve from any directory.
+TINY_GIN = str(ROOT / "tests/training/tiny.gin")
 # Must equal the ensure_dataset bindings of tiny.gin, so the data is reused.
 TINY_DATA = dict(num_train=12, num_val=4, height=41, width=41)
 # Bindings of runs compared number for number: the same batch at every step,
@@ -89,7 +90,7 @@ def subprocess_env(**extra) -> dict:
 
 
 def train_command(model_dir, data_dir, *bindings, mode="train"):
-    """The CLI command of a tiny run (relative gin path: must work from any cwd)."""
+    """The CLI command of a tiny run (its includes must resolve from any cwd)."""
     command = [
         sys.executable,
         "-m",
