@@ -9,6 +9,18 @@ model. The gin files are those of the training run (the model and the
 `evaluate.*` settings); the results are printed and written as JSON into
 `--output_dir` (default: `eval/` beside the checkpoint).
 
+For a benchmark's test server (COCO test-dev, Cityscapes test), a split
+converted without labels and `--write_predictions=DIR`:
+
+    python -m swiderrnet_tf.evaluate --gin_file=gin_configs/coco_strong.gin \
+        --checkpoint=runs/coco --gin_bindings='evaluate.split = "test"' \
+        --write_predictions=runs/coco/test_dev
+
+writes `DIR/panoptic.json` and `DIR/panoptic/*.png` (COCO panoptic format;
+Cityscapes label ids for Cityscapes) and, for Cityscapes, also
+`DIR/instances/*_pred.txt` with their masks (instance-level format); zip them
+as the server asks. On a labeled split the metrics come as well.
+
 Exit status: 0 when done, 2 on a configuration, checkpoint, data or output
 error (one line on stderr naming the file or setting).
 """
@@ -37,24 +49,29 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, run folder, or .weights.h5 file.")
     flags.DEFINE_string("output_dir", None, "Folder for the results (default: <run folder>/eval).")
     flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or `local` on a TPU VM.")
+    flags.DEFINE_string(
+        "write_predictions",
+        None,
+        "Also write every image's prediction here in the test servers' formats (COCO "
+        "panoptic PNG + JSON; Cityscapes also instance-level); the split may be unlabeled.",
+    )
 
 
-def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) -> int:
+def run(
+    *,
+    gin_files,
+    checkpoint,
+    gin_bindings=(),
+    output_dir=None,
+    tpu=None,
+    write_predictions=None,
+) -> int:
     """Evaluates `checkpoint`; returns the exit status."""
     try:
         if not checkpoint:
             raise ValueError("--checkpoint is required")
         run_config.parse(gin_files, gin_bindings)
-        passed = (
-            "strategy",
-            "model_dir",
-            "model",
-            "checkpoint",
-            "output_dir",
-            "step",
-            "until_step",
-        )
-        gin_config.check_config([("evaluate", eval_loop.evaluate.__wrapped__, passed)])
+        gin_config.check_config([("evaluate", eval_loop.evaluate.__wrapped__, eval_loop.PASSED)])
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
@@ -67,6 +84,7 @@ def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) ->
             model_dir=model_dir,
             checkpoint=checkpoint,
             output_dir=output_dir,
+            write_predictions=write_predictions,
         )
     )
 
@@ -80,6 +98,7 @@ def main(argv):
         gin_bindings=FLAGS.gin_bindings,
         output_dir=FLAGS.output_dir,
         tpu=FLAGS.tpu,
+        write_predictions=FLAGS.write_predictions,
     )
 
 

@@ -62,6 +62,10 @@ class DatasetInfo:
       keep_k_centers: Most centers per image (static shapes need a bound).
       category_ids: Category id of each model class in the dataset's panoptic
         JSON (COCO's sparse 1..200, ...); empty means the model class ids.
+      server_category_ids: Category id of each model class in the files for
+        the benchmark's test server, where it differs from `category_ids`
+        (Cityscapes: the label ids 7..33 of cityscapesScripts' `labels.py`,
+        while its training JSON uses train ids); empty means `category_ids`.
     """
 
     name: str
@@ -83,18 +87,23 @@ class DatasetInfo:
     nms_kernel: int = merge_defaults.NMS_KERNEL
     keep_k_centers: int = merge_defaults.KEEP_K_CENTERS
     category_ids: tuple[int, ...] = ()
+    server_category_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         where = f"dataset {self.name!r}"
         if not self.category_ids:
             object.__setattr__(self, "category_ids", tuple(range(self.num_classes)))
-        if len(self.category_ids) != self.num_classes:
-            raise ValueError(
-                f"{where}: category_ids has {len(self.category_ids)} entries, "
-                f"expected num_classes={self.num_classes}"
-            )
-        if len(set(self.category_ids)) != self.num_classes:
-            raise ValueError(f"{where}: category_ids has duplicates: {self.category_ids}")
+        if not self.server_category_ids:
+            object.__setattr__(self, "server_category_ids", self.category_ids)
+        for key in ("category_ids", "server_category_ids"):
+            ids = getattr(self, key)
+            if len(ids) != self.num_classes:
+                raise ValueError(
+                    f"{where}: {key} has {len(ids)} entries, "
+                    f"expected num_classes={self.num_classes}"
+                )
+            if len(set(ids)) != self.num_classes:
+                raise ValueError(f"{where}: {key} has duplicates: {ids}")
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError(f"{where}: nms_kernel must be odd and positive, got {self.nms_kernel}")
         if self.keep_k_centers < 1 or self.keep_k_centers >= self.label_divisor:
@@ -478,6 +487,10 @@ CITYSCAPES = register_dataset(
         keep_k_centers=400,
         # The JSON of cityscapesScripts' createPanopticImgs.py --use-train-id.
         category_ids=tuple(range(19)),
+        # The test server's: label ids of cityscapesScripts' labels.py (road 7 ..
+        # sky 23, person 24 .. bicycle 33).
+        server_category_ids=(7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23)
+        + (24, 25, 26, 27, 28, 31, 32, 33),
     )
 )
 

@@ -22,8 +22,9 @@ Output features (keys from `swiderrnet_tf.common`), per example:
   OFFSET_TARGET     [crop_h, crop_w, 2] float32 (dy, dx)
   PANOPTIC_LABEL    [crop_h, crop_w] int32
   CROWD_MASK        [crop_h, crop_w] bool
-and in evaluation also ORIGINAL_SIZE [2] int32 and IMAGE_NAME (string; keep it
-on the host).
+and in evaluation also ORIGINAL_SIZE [2] int32 (after any resize),
+SOURCE_SIZE [2] int32 (as stored), HAS_LABEL (bool; an unlabeled test record
+has an all-void PANOPTIC_LABEL) and IMAGE_NAME (string; keep it on the host).
 
 Deviations from deeplab2:
   1. Randomness is stateless, one seed per example drawn from
@@ -146,7 +147,11 @@ def read_records(
 
 
 def _decode(serialized, info):
-    """Parses a record into a uint8 image, a model-space panoptic map and its name."""
+    """Parses a record into a uint8 image, a model-space panoptic map, its name and label flag.
+
+    A record without a label (a test split) gets an all-void map; whether a
+    split may hold such records is `validation.check_data_files`'s to say.
+    """
     example = tfrecord.decode_example(serialized)
     label_format = example["label_format"]
     check = tf.debugging.Assert(
@@ -159,8 +164,12 @@ def _decode(serialized, info):
         ],
     )
     with tf.control_dependencies([check]):
-        panoptic = preprocessing.to_model_panoptic(example["label"], info, example["filename"])
-    return example["image"], panoptic, example["filename"]
+        panoptic = tf.cond(
+            example["has_label"],
+            lambda: preprocessing.to_model_panoptic(example["label"], info, example["filename"]),
+            lambda: tf.fill(tf.shape(example["label"]), info.void_panoptic_id),
+        )
+    return example["image"], panoptic, example["filename"], example["has_label"]
 
 
 def _validate(crop_size, batch_size, mode, info):
@@ -261,7 +270,7 @@ def build_dataset(
         augment_fn = autoaugment_lib.distort if autoaugment else None
 
         def train_example(record, example_seed):
-            image, panoptic, _ = _decode(record, dataset_info)
+            image, panoptic, _, _ = _decode(record, dataset_info)
             image, panoptic = preprocessing.train_preprocess(
                 image,
                 panoptic,
@@ -284,13 +293,16 @@ def build_dataset(
     else:
 
         def eval_example(record):
-            image, panoptic, name = _decode(record, dataset_info)
+            image, panoptic, name, has_label = _decode(record, dataset_info)
+            source_size = tf.shape(image)[:2]
             image, panoptic, size = preprocessing.eval_preprocess(
                 image, panoptic, crop_size=crop_size, void_id=void_id
             )
             features = _features(image, panoptic, target_options)
             features[common.ORIGINAL_SIZE] = size
             features[common.IMAGE_NAME] = name
+            features[common.SOURCE_SIZE] = source_size
+            features[common.HAS_LABEL] = has_label
             return features
 
         dataset = dataset.map(eval_example, num_parallel_calls=num_parallel_calls)

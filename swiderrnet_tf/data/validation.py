@@ -117,12 +117,16 @@ def _check_against_manifest(manifest, info, data_dir, split, files, allow_incomp
     logging.warning("%s; using the %d files there (%s = True)", text, len(files), setting)
 
 
-def record_problem(serialized, info: dataset_info_lib.DatasetInfo) -> str | None:
+def record_problem(
+    serialized, info: dataset_info_lib.DatasetInfo, labels_required: bool = True
+) -> str | None:
     """What is wrong with one serialised record for `info`, or None.
 
     Args:
       serialized: A scalar string tensor or bytes.
       info: The dataset the record must belong to.
+      labels_required: Without labels, a record may have none (a test split
+        whose predictions go to a benchmark server).
 
     Returns:
       A phrase completing "record N ...", or None when the record decodes to
@@ -135,7 +139,12 @@ def record_problem(serialized, info: dataset_info_lib.DatasetInfo) -> str | None
         return f"does not decode to the deeplab2 TFRecord schema: {cli.one_line(e.message)}"
     name = example["filename"].numpy().decode("utf-8", "replace")
     if not bool(example["has_label"]):
-        return f"({name!r}) has no label; training and evaluation need panoptic labels"
+        if not labels_required:
+            return None
+        return (
+            f"({name!r}) has no label; training and evaluation need panoptic labels "
+            "(a test split only writes predictions: evaluate --write_predictions=DIR)"
+        )
     label_format = example["label_format"].numpy().decode("utf-8", "replace")
     if label_format != tfrecord.LABEL_FORMAT_RAW:
         return (
@@ -161,7 +170,7 @@ def record_problem(serialized, info: dataset_info_lib.DatasetInfo) -> str | None
     return None
 
 
-def _check_first_record(path: str, info, may_be_empty: bool) -> None:
+def _check_first_record(path: str, info, may_be_empty: bool, labels_required: bool) -> None:
     with cli.file_access(path, "read the TFRecord file"):
         size = tf.io.gfile.stat(path).length
         if size == 0:
@@ -177,7 +186,7 @@ def _check_first_record(path: str, info, may_be_empty: bool) -> None:
             ) from e
     if first is None:
         raise DataError(f"{path}: holds no record ({size} bytes)")
-    problem = record_problem(first, info)
+    problem = record_problem(first, info, labels_required)
     if problem:
         raise DataError(f"{path}: record 0 {problem}")
 
@@ -189,6 +198,7 @@ def check_data_files(
     *,
     allow_incomplete: bool = False,
     setting: str = "train.allow_incomplete_data",
+    labels_required: bool = True,
     num_threads: int = DEFAULT_THREADS,
 ) -> list[str]:
     """Checks that the split's files are complete and hold records of `info`.
@@ -200,6 +210,7 @@ def check_data_files(
       allow_incomplete: Warn instead of failing when the files differ from
         those the conversion manifest records.
       setting: The setting named in that failure's message.
+      labels_required: False lets records without labels pass (test splits).
       num_threads: Files opened at once.
 
     Returns:
@@ -217,19 +228,35 @@ def check_data_files(
         _check_against_manifest(manifest, info, data_dir, split, files, allow_incomplete, setting)
     may_be_empty = _empty_shards(manifest, split, data_dir)
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-        futures = [pool.submit(_check_first_record, f, info, f in may_be_empty) for f in files]
+        futures = [
+            pool.submit(_check_first_record, f, info, f in may_be_empty, labels_required)
+            for f in files
+        ]
         for future in futures:
             future.result()
     logging.info("Checked the first record of each of the %d %r files", len(files), split)
     return files
 
 
-def _scan_file(path: str, info, decode: bool) -> tuple[int, str] | None:
+def num_records(data_dir: str, split: str, files: list[str]) -> int:
+    """Records of a split: its conversion manifest's count, else counted in `files`."""
+    manifest = _read_manifest(data_dir, split)
+    if (
+        manifest is not None
+        and "num_items" in manifest
+        and len(files) == int(manifest["num_shards"])
+    ):
+        return int(manifest["num_items"])
+    logging.info("Counting the records of the %d %r files (no manifest count)", len(files), split)
+    return int(tf.data.TFRecordDataset(files).reduce(0, lambda count, _: count + 1))
+
+
+def _scan_file(path: str, info, decode: bool, labels_required: bool) -> tuple[int, str] | None:
     """(index, problem) of the first bad record of one file, or None."""
     index = 0
     try:
         for record in tf.data.TFRecordDataset(path):
-            problem = record_problem(record, info) if decode else None
+            problem = record_problem(record, info, labels_required) if decode else None
             if problem:
                 return index, problem
             index += 1
@@ -247,6 +274,7 @@ def locate_read_error(
     error: Exception,
     *,
     last_checkpoint: str | None = None,
+    labels_required: bool = True,
     num_threads: int = DEFAULT_THREADS,
 ) -> DataError | None:
     """Finds the record behind a read error of the input pipeline.
@@ -257,6 +285,7 @@ def locate_read_error(
       split: The split that was being read.
       error: What iterating the input raised (one of `READ_ERRORS`).
       last_checkpoint: The run's newest checkpoint, named in the message as kept.
+      labels_required: As in `check_data_files`.
       num_threads: Files scanned at once.
 
     Returns:
@@ -277,7 +306,7 @@ def locate_read_error(
         len(files),
     )
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-        found = list(pool.map(lambda f: _scan_file(f, info, decode), files))
+        found = list(pool.map(lambda f: _scan_file(f, info, decode, labels_required), files))
     bad = [
         (path, result)
         for path, result in zip(files, found, strict=True)

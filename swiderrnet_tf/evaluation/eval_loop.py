@@ -7,7 +7,10 @@ mode (no augmentation, padded to `crop_size`); each batch goes through
 Panoptic-DeepLab merge with the dataset's thing classes, label divisor and
 stuff area limit; `PanopticEvaluator` accumulates the metrics. The summary
 table is printed, and the numbers are written as JSON and TensorBoard scalars
-into `output_dir` (default `model_dir/eval`).
+into `output_dir` (default `model_dir/eval`). A progress bar with an ETA
+counts the images. With `write_predictions`, every image's prediction also
+goes into that folder in the test servers' formats (`server_predictions`),
+and the split may be a test split without labels (then there are no metrics).
 
 `predict_fn` comes from `panoptic_predictor.predict_fn_factory(model)`, so a
 multi-scale and flipped variant can replace the single-scale default.
@@ -32,6 +35,7 @@ import tensorflow as tf
 
 from swiderrnet_tf import common
 from swiderrnet_tf import fileio
+from swiderrnet_tf import progress
 from swiderrnet_tf.data import classification_info
 from swiderrnet_tf.data import data_setup
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
@@ -41,6 +45,7 @@ from swiderrnet_tf.evaluation import classification_eval
 from swiderrnet_tf.evaluation import eval_common
 from swiderrnet_tf.evaluation import evaluator as evaluator_lib
 from swiderrnet_tf.evaluation import report
+from swiderrnet_tf.evaluation import server_predictions
 from swiderrnet_tf.inference import panoptic_predictor
 
 
@@ -54,9 +59,20 @@ def build_model(strategy, model_fn, info):
         return model_fn(num_classes=info.num_classes)
 
 
-@gin.configurable(
-    denylist=["strategy", "model_dir", "model", "checkpoint", "output_dir", "step", "until_step"]
+# Arguments the commands pass (where things are), not gin settings.
+PASSED = (
+    "strategy",
+    "model_dir",
+    "model",
+    "checkpoint",
+    "output_dir",
+    "step",
+    "until_step",
+    "write_predictions",
 )
+
+
+@gin.configurable(denylist=list(PASSED))
 def evaluate(
     *,
     strategy: tf.distribute.Strategy,
@@ -66,6 +82,7 @@ def evaluate(
     output_dir: str | None = None,
     step: int | None = None,
     until_step: int | None = None,
+    write_predictions: str | None = None,
     model_fn=None,
     dataset_name: str = gin.REQUIRED,
     data_dir: str | None = None,
@@ -94,6 +111,9 @@ def evaluate(
       step: Step of a given model, for file names and summaries.
       until_step: Continuous evaluation: wait for each new checkpoint of
         `model_dir` and evaluate it, until one reaches this step.
+      write_predictions: Folder for the test-server files of every image
+        (continuous evaluation: of the newest checkpoint); the split may then
+        hold records without labels.
       model_fn: `model_fn(num_classes=...)` -> model.
       dataset_name: A registered dataset.
       data_dir: Folder of the records; see `data_setup.resolve_data_dir`.
@@ -114,7 +134,9 @@ def evaluate(
 
     Returns:
       The metrics of `PanopticEvaluator.result()` plus `step` (of the last
-      checkpoint evaluated); None if continuous evaluation saw no checkpoint.
+      checkpoint evaluated); on a split without labels only `step` and
+      `num_predicted` (images); None if continuous evaluation saw no
+      checkpoint.
 
     Raises:
       validation.DataError: Naming the file when the split is incomplete,
@@ -145,13 +167,16 @@ def evaluate(
     data_dir = data_setup.resolve_data_dir(
         data_dir=data_dir, prepare_data_fn=prepare_data_fn, model_dir=model_dir
     )
-    validation.check_data_files(
+    labels_required = write_predictions is None
+    files = validation.check_data_files(
         info,
         data_dir,
         split,
         allow_incomplete=allow_incomplete_data,
         setting="evaluate.allow_incomplete_data",
+        labels_required=labels_required,
     )
+    num_images = validation.num_records(data_dir, split, files)
     dataset = dataset_fn(
         dataset_info=info,
         file_pattern=data_setup.file_pattern(info, data_dir, split),
@@ -162,6 +187,8 @@ def evaluate(
     output_dir = output_dir or os.path.join(model_dir, "eval")
     # Before any work: an output folder that cannot be created fails at once.
     fileio.make_dirs(output_dir, "evaluation output folder")
+    if write_predictions:
+        fileio.make_dirs(write_predictions, "predictions folder")
     given_model = model is not None
     if not given_model:
         model = build_model(strategy, model_fn, info)
@@ -173,9 +200,31 @@ def evaluate(
         evaluator = evaluator_lib.PanopticEvaluator(
             info, compute_instance_ap=compute_instance_ap and bool(info.thing_classes)
         )
-        for batch in _batches(dataset, info, data_dir, split):
+        writer = None
+        if write_predictions:
+            writer = server_predictions.PredictionWriter(
+                write_predictions, info, f"swiderrnet_tf predictions at {where}"
+            )
+        bar = progress.ProgressBar(num_images, f"evaluate {info.name} {split}")
+        count = 0
+        for batch in _batches(dataset, info, data_dir, split, labels_required):
             features = {k: v.numpy() for k, v in batch.items()}
-            evaluator.update_from_outputs(features, predictor(features[common.IMAGE]))
+            predictions = predictor(features[common.IMAGE])
+            labeled = features[common.HAS_LABEL]
+            if labeled.all():
+                evaluator.update_from_outputs(features, predictions)
+            elif labeled.any():
+                evaluator.update_from_outputs(_rows(features, labeled), _rows(predictions, labeled))
+            if writer:
+                _write_batch(writer, features, predictions)
+            count += len(labeled)
+            bar.update(len(labeled))
+        bar.close()
+        if writer:
+            print(f"Predictions in the test servers' formats: {writer.close()}", flush=True)
+        if not evaluator.num_images:
+            print(f"\n{info.name} {split} has no labels: predictions only, no metrics.")
+            return {"step": step, "num_predicted": count}
         results = evaluator.result()
         results["step"] = step
         print(f"\nPanoptic evaluation of {info.name} {split} at {where}:")
@@ -198,7 +247,24 @@ def evaluate(
     )
 
 
-def _batches(dataset, info, data_dir: str, split: str):
+def _rows(batch: dict, keep) -> dict:
+    """The rows `keep` (`[batch]` bool) of every `[batch, ...]` array."""
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def _write_batch(writer, features: dict, predictions: dict) -> None:
+    """Adds each image of a batch, cropped to its size before padding, to `writer`."""
+    for i, name in enumerate(features[common.IMAGE_NAME]):
+        height, width = features[common.ORIGINAL_SIZE][i]
+        writer.add(
+            name.decode("utf-8"),
+            predictions[common.PANOPTIC][i, :height, :width],
+            predictions[common.INSTANCE_SCORES][i, :height, :width],
+            size=tuple(features[common.SOURCE_SIZE][i]),
+        )
+
+
+def _batches(dataset, info, data_dir: str, split: str, labels_required: bool = True):
     """Iterates `dataset`; a read error becomes a `DataError` naming the record."""
     iterator = iter(dataset)
     while True:
@@ -207,7 +273,9 @@ def _batches(dataset, info, data_dir: str, split: str):
         except StopIteration:
             return
         except validation.READ_ERRORS as e:
-            located = validation.locate_read_error(info, data_dir, split, e)
+            located = validation.locate_read_error(
+                info, data_dir, split, e, labels_required=labels_required
+            )
             if located is None:
                 raise
             raise located from e
