@@ -82,6 +82,8 @@ class DatasetInfo:
     splits: tuple[tuple[str, str], ...] = (
         ("train", "train-*.tfrecord"),
         ("val", "val-*.tfrecord"),
+        # deeplab2's name for a benchmark's test split (COCO test-dev), unlabeled.
+        ("test", "test-*.tfrecord"),
     )
     center_threshold: float = merge_defaults.CENTER_THRESHOLD
     nms_kernel: int = merge_defaults.NMS_KERNEL

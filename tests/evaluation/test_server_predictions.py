@@ -139,26 +139,25 @@ def test_resize_nearest_by_hand():
     )
 
 
-def _unlabeled_copy(data_dir, out_dir):
-    """The val records without their labels, as a test split is converted."""
-    out_dir.mkdir()
+def _unlabeled_test_split(data_dir):
+    """The val records without their labels, as deeplab2 converts a test split."""
     for path in sorted(data_dir.glob("val-*.tfrecord")):
-        with tf.io.TFRecordWriter(str(out_dir / path.name)) as writer:
+        name = path.name.replace("val-", "test-")
+        with tf.io.TFRecordWriter(str(data_dir / name)) as writer:
             for record in tf.data.TFRecordDataset(str(path)):
                 example = tf.train.Example.FromString(record.numpy())
                 del example.features.feature[tfrecord.LABEL_ENCODED]
                 writer.write(example.SerializeToString())
-    return out_dir
 
 
 def test_evaluate_writes_predictions_of_a_labeled_and_an_unlabeled_split(tmp_path, capsys):
     data_dir = tmp_path / "data"
     synthetic.generate(str(data_dir), num_train=0, num_val=3, height=41, width=41, num_shards=1)
-    test_dir = _unlabeled_copy(data_dir, tmp_path / "test_data")
+    _unlabeled_test_split(data_dir)
     model = helpers.tiny_model()
     strategy = tf.distribute.get_strategy()
 
-    def evaluate(data, predictions, crop):
+    def evaluate(split, predictions, crop):
         return eval_loop.evaluate(
             strategy=strategy,
             model_dir=str(tmp_path / "run"),
@@ -166,22 +165,23 @@ def test_evaluate_writes_predictions_of_a_labeled_and_an_unlabeled_split(tmp_pat
             step=0,
             write_predictions=str(predictions),
             dataset_name="synthetic",
-            data_dir=str(data),
+            data_dir=str(data_dir),
+            split=split,
             crop_size=crop,
             batch_size=2,
             compute_instance_ap=False,
         )
 
-    labeled = evaluate(data_dir, tmp_path / "val_predictions", (41, 41))
+    labeled = evaluate("val", tmp_path / "val_predictions", (41, 41))
     assert "pq" in labeled and labeled["step"] == 0
     # A crop smaller than the 41x41 images: the files are still full size.
-    unlabeled = evaluate(test_dir, tmp_path / "test_predictions", (33, 33))
+    unlabeled = evaluate("test", tmp_path / "test_predictions", (33, 33))
     assert unlabeled == {"step": 0, "num_predicted": 3}
     err = capsys.readouterr().err
     assert "evaluate synthetic val" in err and "ETA" in err and "3/3" in err
     # Without --write_predictions an unlabeled split is refused, naming the flag.
     with pytest.raises(validation.DataError, match="has no label.*--write_predictions"):
-        validation.check_data_files(dataset_info.SYNTHETIC, str(test_dir), "val")
+        validation.check_data_files(dataset_info.SYNTHETIC, str(data_dir), "test")
     for folder in ("val_predictions", "test_predictions"):
         found = _check_panoptic_files(tmp_path / folder, dataset_info.SYNTHETIC.category_ids)
         assert len(found) == 3
