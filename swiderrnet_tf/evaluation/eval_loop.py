@@ -31,6 +31,7 @@ Deliberate deviations from the paper (section 4):
 import os
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 from swiderrnet_tf import common
@@ -210,7 +211,8 @@ def evaluate(
         for batch in _batches(dataset, info, data_dir, split, labels_required):
             features = {k: v.numpy() for k, v in batch.items()}
             predictions = predictor(features[common.IMAGE])
-            labeled = features[common.HAS_LABEL]
+            # A custom dataset_fn's batches may lack the flag: labeled then.
+            labeled = features.get(common.HAS_LABEL, np.ones(len(features[common.IMAGE]), bool))
             if labeled.all():
                 evaluator.update_from_outputs(features, predictions)
             elif labeled.any():
@@ -260,7 +262,7 @@ def _write_batch(writer, features: dict, predictions: dict) -> None:
             name.decode("utf-8"),
             predictions[common.PANOPTIC][i, :height, :width],
             predictions[common.INSTANCE_SCORES][i, :height, :width],
-            size=tuple(features[common.SOURCE_SIZE][i]),
+            size=tuple(features[common.SOURCE_SIZE][i]) if common.SOURCE_SIZE in features else None,
         )
 
 
