@@ -8,6 +8,14 @@ to zero (the block starts as an identity, Goyal et al. 2017), then
 squeeze-and-excitation, then drop path, then the addition. No ReLU after the
 addition: the next block applies it.
 
+With `recompute=True` a block keeps only its input for the backward pass and
+recomputes everything else there (`keras.remat`: `tf.recompute_grad` under
+TensorFlow, `jax.checkpoint` under JAX), as deeplab2's
+`conv_use_recompute_grad`. The recomputed function is pure: its drop-path seed
+is drawn before it, so the recomputation draws the same masks, and its batch
+norms hand their batch moments out instead of updating their moving
+statistics, which the block then updates once per step.
+
 Deviations from the paper:
   1. Where a block both strides and changes channels the projection shortcut
      strides too; the paper's strided identity shortcuts add no parameters, as
@@ -19,6 +27,7 @@ from keras import ops
 
 from swiderrnet_tf.layers import conv_bn
 from swiderrnet_tf.layers import drop_path
+from swiderrnet_tf.layers import normalization
 from swiderrnet_tf.layers import squeeze_excite as squeeze_excite_lib
 
 
@@ -34,6 +43,7 @@ class _WideResidualBlock(keras.layers.Layer):
         se_gate_scale: float = squeeze_excite_lib.PAPER_GATE_SCALE,
         drop_path_keep_prob: float = 1.0,
         sync_batch_norm: bool = False,
+        recompute: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -44,6 +54,7 @@ class _WideResidualBlock(keras.layers.Layer):
         self.se_gate_scale = se_gate_scale
         self.drop_path_keep_prob = drop_path_keep_prob
         self.sync_batch_norm = sync_batch_norm
+        self.recompute = recompute
         self.shortcut = None
         if squeeze_excite:
             self.squeeze_and_excite = squeeze_excite_lib.SqueezeExcite(
@@ -82,7 +93,7 @@ class _WideResidualBlock(keras.layers.Layer):
         if self.squeeze_excite:
             self.squeeze_and_excite.build(shape)
 
-    def call(self, inputs, training=None):
+    def _forward(self, inputs, training, seed):
         x = ops.relu(inputs)
         if self.shortcut is not None:
             shortcut = self.shortcut(x, training=training)
@@ -93,8 +104,26 @@ class _WideResidualBlock(keras.layers.Layer):
         y = self._branch(x, training)
         if self.squeeze_excite:
             y = self.squeeze_and_excite(y)
-        y = self.drop_path(y, training=training)
+        y = self.drop_path(y, training=training, seed=seed)
         return y + shortcut
+
+    def call(self, inputs, training=None):
+        if not (training and self.recompute):
+            return self._forward(inputs, training, None)
+        # Drawn here, outside the recomputed function: both passes use these masks.
+        seed = self.drop_path.draw_seed() if self.drop_path.active else None
+        batch_norms = []
+
+        def forward(x):
+            with normalization.defer_moving_statistics() as deferred:
+                y = self._forward(x, True, seed)
+            batch_norms[:] = deferred.layers
+            return [y] + [ops.stop_gradient(m) for m in deferred.moments]
+
+        outputs = keras.remat(forward)(inputs)
+        # Once, from the first pass; the recomputation's moments are discarded.
+        normalization.apply_moving_statistics(batch_norms, outputs[1:])
+        return outputs[0]
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -112,6 +141,7 @@ class _WideResidualBlock(keras.layers.Layer):
             "se_gate_scale": self.se_gate_scale,
             "drop_path_keep_prob": self.drop_path_keep_prob,
             "sync_batch_norm": self.sync_batch_norm,
+            "recompute": self.recompute,
         }
 
 
@@ -135,6 +165,7 @@ class BasicBlock(_WideResidualBlock):
       se_gate_scale: Slope of the squeeze-and-excitation hard sigmoid.
       drop_path_keep_prob: Survival probability of the branch in training.
       sync_batch_norm: Synchronise BN statistics across replicas.
+      recompute: Recompute the block's activations in the backward pass.
     """
 
     def __init__(
@@ -194,6 +225,7 @@ class BottleneckBlock(_WideResidualBlock):
       se_gate_scale: Slope of the squeeze-and-excitation hard sigmoid.
       drop_path_keep_prob: Survival probability of the branch in training.
       sync_batch_norm: Synchronise BN statistics across replicas.
+      recompute: Recompute the block's activations in the backward pass.
     """
 
     def __init__(self, filters, switchable_atrous: bool = False, **kwargs):
