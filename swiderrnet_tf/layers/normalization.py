@@ -17,6 +17,12 @@ outputs):
      statistics: it hands its batch moments to the caller, who applies them
      once. Activation recomputation (`residual_blocks`) needs this, or the
      recomputed forward pass would update them a second time.
+  3. In training under TensorFlow, unless the moments are synchronised over
+     several replicas, the layer runs TensorFlow's fused batch norm (one op
+     forward, one backward, as Keras 2 and deeplab2 did) instead of Keras 3's
+     moments + normalisation ops, whose backward pass holds several extra
+     feature-map-sized tensors per layer. The moving variance is still
+     updated with the biased batch variance, as Keras 3 does.
 """
 
 import contextlib
@@ -92,22 +98,56 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         # As Keras: statistics in float32 at least, whatever the compute dtype.
         inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
-        mean, variance = self._moments(inputs, None)  # [channels] each
+        offset = ops.cast(self.beta, inputs.dtype) if self.center else None
+        scale = ops.cast(self.gamma, inputs.dtype) if self.scale else None
+        if self._fused(inputs):
+            outputs, mean, variance = self._fused_batch_norm(inputs, scale, offset)
+        else:
+            mean, variance = self._moments(inputs, None)  # [channels] each
+            outputs = ops.batch_normalization(
+                inputs,
+                mean,
+                variance,
+                axis=self.axis,
+                offset=offset,
+                scale=scale,
+                epsilon=self.epsilon,
+            )
         stack = getattr(_DEFERRALS, "stack", None)
         if stack:
             stack[-1].record(self, mean, variance)
         else:
             self.update_moving_statistics(mean, variance)
-        outputs = ops.batch_normalization(
-            inputs,
-            mean,
-            variance,
-            axis=self.axis,
-            offset=ops.cast(self.beta, inputs.dtype) if self.center else None,
-            scale=ops.cast(self.gamma, inputs.dtype) if self.scale else None,
-            epsilon=self.epsilon,
-        )
         return ops.cast(outputs, self.compute_dtype)
+
+    def _fused(self, inputs) -> bool:
+        if keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4:
+            return False
+        if self.axis not in (-1, 3, [3], [-1]):
+            return False
+        if not self.synchronized:
+            return True
+        import tensorflow as tf  # only on this backend
+
+        context = tf.distribute.get_replica_context()
+        return context is None or context.num_replicas_in_sync == 1
+
+    def _fused_batch_norm(self, inputs, scale, offset):
+        """TensorFlow's fused op on `[b, h, w, c]`; returns outputs, mean, biased variance."""
+        import tensorflow as tf  # only on this backend
+
+        channels = inputs.shape[-1]
+        if scale is None:
+            scale = tf.ones([channels], inputs.dtype)
+        if offset is None:
+            offset = tf.zeros([channels], inputs.dtype)
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True
+        )
+        # The op returns the unbiased (Bessel-corrected) variance.
+        count = tf.cast(tf.size(inputs) // channels, variance.dtype)
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        return outputs, mean, variance
 
     def update_moving_statistics(self, mean, variance) -> None:
         """One moving-average step towards batch moments `mean`, `variance` `[channels]`."""
