@@ -30,8 +30,10 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
-        # The newest TensorFlow wheel published for TPU VMs.
-        "tpu": ["tensorflow-tpu==2.20.0"],
+        # The newest TensorFlow wheel published for TPU VMs, with the libtpu
+        # release its metadata names (`libtpu~=0.0.14`): without the pin pip
+        # takes the newest 0.0.x, built for later TensorFlow releases.
+        "tpu": ["tensorflow-tpu==2.20.0", "libtpu==0.0.14"],
         "test": ["pytest==9.2.0", "ruff==0.17.6", "jax[cpu]==0.10.2"],
     },
 )

@@ -30,6 +30,7 @@ CENTER_SCORES = "center_scores"  # [batch, k] float32, 0 for unused slots
 
 # Input pipeline features (training targets and evaluation ground truth).
 IMAGE = "image"  # [batch, height, width, 3] float32 in [0, 255]
+LABEL = "label"  # [batch] int32 class id 0..num_classes-1 (classification)
 IMAGE_NAME = "image_name"  # [batch] string
 ORIGINAL_SIZE = "original_size"  # [batch, 2] int32 (height, width) before padding
 SEMANTIC_LABEL = "semantic_label"  # [batch, height, width] int32

@@ -9,9 +9,11 @@ model. The gin files are those of the training run (the model and the
 `evaluate.*` settings); the results are printed and written as JSON into
 `--output_dir` (default: `eval/` beside the checkpoint).
 
-Exit status: 0 when done, 2 on a configuration or checkpoint error.
+Exit status: 0 when done, 2 on a configuration, checkpoint, data or output
+error (one line on stderr naming the file or setting).
 """
 
+import functools
 import os
 import sys
 
@@ -19,10 +21,11 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
+from swiderrnet_tf import cli
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 FLAGS = flags.FLAGS
 
@@ -57,14 +60,15 @@ def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) ->
         return 2
     model_dir = checkpoint if tf.io.gfile.isdir(checkpoint) else os.path.dirname(checkpoint)
     strategy = distribution.create_strategy(tpu)
-    try:
-        eval_loop.evaluate(
-            strategy=strategy, model_dir=model_dir, checkpoint=checkpoint, output_dir=output_dir
+    return cli.run_main(
+        functools.partial(
+            eval_loop.evaluate,
+            strategy=strategy,
+            model_dir=model_dir,
+            checkpoint=checkpoint,
+            output_dir=output_dir,
         )
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    )
 
 
 def main(argv):

@@ -21,29 +21,33 @@ the SavedModel accepts, see `swiderrnet_tf.inference.canvas_merge`);
 for uint8 images of that size, batch 1 (see `swiderrnet_tf.inference.tflite`).
 
 The SavedModel, its signatures and its metadata are described in
-`swiderrnet_tf.inference.serving` and `export_lib`. Exit status: 0 when done,
-2 on a configuration, checkpoint or output error.
+`swiderrnet_tf.inference.serving` and `export_lib`; an export that fails
+leaves no half-written SavedModel. Exit status: 0 when done, 2 on a
+configuration, checkpoint or output error (one line on stderr).
 """
 
+import functools
 import inspect
 import os
 import sys
 
 import gin
-import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import multi_scale
 from swiderrnet_tf.inference import tflite
 from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
+from swiderrnet_tf.training import eval_common
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 FLAGS = flags.FLAGS
 TFLITE_FILE = "model.tflite"
@@ -136,7 +140,7 @@ def export_checkpoint(
     Args:
       model_fn: Model factory taking `num_classes`.
       dataset_name: A registered dataset.
-      checkpoint: See `eval_loop.restore_model`.
+      checkpoint: See `eval_common.restore_model`.
       output: The SavedModel folder.
       merge: `center_threshold`, `nms_kernel`, `keep_k_centers`.
       scales, flip: Multi-scale and flipped inference inside the SavedModel.
@@ -149,8 +153,12 @@ def export_checkpoint(
       `output`.
     """
     info = dataset_info_lib.get_dataset_info(dataset_name)
+    parent = os.path.dirname(output.rstrip("/"))
+    if parent:
+        # Before the model is built: a bad --output fails at once.
+        fileio.make_dirs(parent, "parent folder of the SavedModel")
     model = model_fn(num_classes=info.num_classes)
-    step = eval_loop.restore_model(model, checkpoint)
+    step = eval_common.restore_model(model, checkpoint)
     logging.info("Exporting %s (step %s) to %s", checkpoint, step, output)
     export_lib.export_saved_model(
         model,
@@ -167,7 +175,7 @@ def export_checkpoint(
         settings = {**panoptic_merge.dataset_merge_settings(info), **merge}
         content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
         path = os.path.join(output, TFLITE_FILE)
-        with tf.io.gfile.GFile(path, "wb") as f:
+        with fileio.atomic_write(path, "wb") as f:
             f.write(content)
         logging.info("Wrote %s (%d bytes)", path, len(content))
     return output
@@ -206,8 +214,9 @@ def run(
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    try:
-        export_checkpoint(
+    return cli.run_main(
+        functools.partial(
+            export_checkpoint,
             checkpoint=checkpoint,
             output=output,
             canvas_sides=sides,
@@ -216,10 +225,7 @@ def run(
             jit_compile_merge=jit_compile_merge,
             **settings,
         )
-    except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    )
 
 
 def main(argv):

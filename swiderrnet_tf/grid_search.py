@@ -50,6 +50,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from swiderrnet_tf import cli
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.search import pareto
 from swiderrnet_tf.search import results as results_lib
@@ -277,38 +278,40 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
-    try:
-        if "pq" in FLAGS.measure:
-            # Training needs TensorFlow and every gin name of the recipe.
-            from swiderrnet_tf.training import gin_config
+    status = cli.run_main(_search_from_flags, user_errors=(KeyError, RuntimeError))
+    if status == 0:
+        print(f"results in {FLAGS.output_dir}/results.csv, results.md, pareto.png")
+    return status
 
-            files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-        else:
-            # Only the grid is read; recipe bindings of a shared gin file are
-            # skipped, so the search also runs where only JAX is installed.
-            files = list(FLAGS.gin_file)
-            gin.parse_config_files_and_bindings(files, FLAGS.gin_bindings, skip_unknown=True)
-        run(
-            space=FLAGS.space,
-            measures=FLAGS.measure,
-            output_dir=FLAGS.output_dir,
-            dataset=FLAGS.dataset,
-            height=FLAGS.height,
-            width=FLAGS.width,
-            batch_size=FLAGS.batch_size,
-            repeats=FLAGS.repeats,
-            centers=FLAGS.centers,
-            gin_files=files,
-            gin_bindings=FLAGS.gin_bindings,
-            tpu=FLAGS.tpu,
-            max_candidates=FLAGS.max_candidates,
-            log=lambda line: print(line, file=sys.stderr, flush=True),
-        )
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"results in {FLAGS.output_dir}/results.csv, results.md, pareto.png")
-    return 0
+
+def _search_from_flags() -> None:
+    if "pq" in FLAGS.measure:
+        # Training needs TensorFlow and every gin name of the recipe.
+        from swiderrnet_tf.training import gin_config
+        from swiderrnet_tf.training import gin_registry  # noqa: F401
+
+        files = gin_config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    else:
+        # Only the grid is read; recipe bindings of a shared gin file are
+        # skipped, so the search also runs where only JAX is installed.
+        files = list(FLAGS.gin_file)
+        gin.parse_config_files_and_bindings(files, FLAGS.gin_bindings, skip_unknown=True)
+    run(
+        space=FLAGS.space,
+        measures=FLAGS.measure,
+        output_dir=FLAGS.output_dir,
+        dataset=FLAGS.dataset,
+        height=FLAGS.height,
+        width=FLAGS.width,
+        batch_size=FLAGS.batch_size,
+        repeats=FLAGS.repeats,
+        centers=FLAGS.centers,
+        gin_files=files,
+        gin_bindings=FLAGS.gin_bindings,
+        tpu=FLAGS.tpu,
+        max_candidates=FLAGS.max_candidates,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
 
 
 if __name__ == "__main__":

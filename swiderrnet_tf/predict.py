@@ -15,10 +15,22 @@ Class names, colours, thing flags and category ids come from the SavedModel's
 other input is needed. Images are read as stored (EXIF orientation is not
 applied) and converted to RGB.
 
-Exit status: 0 when done; 2 when the SavedModel, an image or the output
-cannot be read or written (the message names the file).
+Images larger than the SavedModel's merge canvases (the largest of its
+`canvas_sides`, 2049 by default) are processed, not refused: the image is
+resized (bilinear, aspect ratio kept) until its longer side fits, predicted,
+and the panoptic map is mapped back to the original size by nearest
+neighbour, so every output has the size of its input; a log line names each
+resized image. (Export with larger `--canvas_sides` to predict them at full
+resolution.)
+
+Each file is written under a temporary name and renamed when complete.
+`panoptic.json` is written also when a later image fails, listing the images
+whose files were written. Exit status: 0 when done; 2 when the SavedModel,
+an image or the output cannot be read or written (one line on stderr names
+the file and the cause).
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -32,6 +44,8 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
 from swiderrnet_tf.inference import coco_format
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import visualization
@@ -42,7 +56,12 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines the command-line flags (only when run as a program)."""
     flags.DEFINE_string("saved_model", None, "Folder written by swiderrnet_tf.export.")
-    flags.DEFINE_multi_string("images", [], "Image file pattern(s), e.g. 'photos/*.jpg'.")
+    flags.DEFINE_multi_string(
+        "images",
+        [],
+        "Image file pattern(s), e.g. 'photos/*.jpg'. Images larger than the SavedModel's "
+        "merge canvases are resized to fit and their maps resized back (nearest neighbour).",
+    )
     flags.DEFINE_string("output_dir", None, "Folder for panoptic/, overlays/, panoptic.json.")
     flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the segment colours in the overlays.")
 
@@ -86,11 +105,54 @@ def find_images(patterns) -> list[str]:
 
 
 def _write_png(path: str, array: np.ndarray) -> None:
-    try:
-        with tf.io.gfile.GFile(path, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-    except (OSError, tf.errors.OpError) as e:
-        raise PredictError(f"{path}: cannot write: {e}") from e
+    with fileio.atomic_write(path, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
+
+
+def fitting_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The size an image is resized to so that both sides are at most `max_side`.
+
+    Returns:
+      `(height, width)` unchanged when it fits; else scaled by
+      `max_side / max(height, width)` (rounded, at least 1 pixel).
+    """
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return (
+        min(max_side, max(1, round(height * scale))),
+        min(max_side, max(1, round(width * scale))),
+    )
+
+
+def resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`[h, w]` map -> `[height, width]`: each pixel takes the label under its centre."""
+    rows = ((np.arange(height) + 0.5) * label.shape[0] / height).astype(int)
+    cols = ((np.arange(width) + 0.5) * label.shape[1] / width).astype(int)
+    return label[
+        np.minimum(rows, label.shape[0] - 1)[:, None], np.minimum(cols, label.shape[1] - 1)
+    ]
+
+
+def predict_panoptic(serve, image: np.ndarray, max_side: int, name: str) -> np.ndarray:
+    """`[h, w]` panoptic map of one `[h, w, 3]` image, resized to fit if needed."""
+    height, width = image.shape[:2]
+    fitted = fitting_size(height, width, max_side)
+    if fitted != (height, width):
+        logging.info(
+            "%s: %dx%d is larger than the merge canvases (%d); predicted at %dx%d and "
+            "mapped back by nearest neighbour",
+            name,
+            width,
+            height,
+            max_side,
+            fitted[1],
+            fitted[0],
+        )
+        small = np.asarray(Image.fromarray(image).resize(fitted[::-1], Image.BILINEAR))
+        panoptic = serve(images=tf.constant(small[None]))["panoptic"].numpy()[0]
+        return resize_nearest(panoptic, height, width)
+    return serve(images=tf.constant(image[None]))["panoptic"].numpy()[0]
 
 
 def _progress(done: int, total: int, started: float, name: str) -> None:
@@ -111,58 +173,78 @@ def predict(*, saved_model: str, image_patterns, output_dir: str, overlay_alpha=
     """Predicts every image; writes the PNGs and `panoptic.json`; returns the JSON dict.
 
     Raises:
-      PredictError: Naming the file that cannot be read or written.
+      PredictError: Naming the file that cannot be read or written; the
+        images done before it are in `panoptic.json`.
+      cli.FileAccessError: When an output folder or file cannot be written.
       ValueError: When the SavedModel has no metadata.
     """
     metadata = export_lib.read_metadata(saved_model)
     paths = find_images(image_patterns)
+    # Output folders first: a bad --output_dir fails before the model loads.
+    for folder in ("panoptic", "overlays"):
+        fileio.make_dirs(os.path.join(output_dir, folder), "output folder")
     try:
         loaded = tf.saved_model.load(saved_model)
     except (OSError, tf.errors.OpError) as e:
         raise PredictError(f"{saved_model}: cannot load the SavedModel: {e}") from e
     serve = loaded.signatures[metadata["signatures"]["images"]]
-    for folder in ("panoptic", "overlays"):
-        tf.io.gfile.makedirs(os.path.join(output_dir, folder))
-    images, annotations = [], []
-    started = time.perf_counter()
-    for done, path in enumerate(paths):
-        _progress(done, len(paths), started, os.path.basename(path))
-        image = read_image(path)
-        panoptic = serve(images=tf.constant(image[None]))["panoptic"].numpy()[0]
-        stem = pathlib.PurePath(path).stem
-        ids = coco_format.segment_ids(panoptic, metadata)
-        png_name = f"{stem}.png"
-        _write_png(os.path.join(output_dir, "panoptic", png_name), coco_format.id_to_rgb(ids))
-        _write_png(
-            os.path.join(output_dir, "overlays", png_name),
-            visualization.overlay(image, panoptic, metadata, overlay_alpha),
-        )
-        image_id = coco_format.image_id(stem)
-        height, width = panoptic.shape
-        file_name = os.path.basename(path)
-        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        annotations.append(
-            {
-                "image_id": image_id,
-                "file_name": png_name,
-                "segments_info": coco_format.segments_info(ids, metadata),
-            }
-        )
-    _progress(len(paths), len(paths), started, "")
+    max_side = max(metadata["canvas_sides"])
     result = {
         "info": {"description": f"swiderrnet_tf predictions of {saved_model}"},
-        "images": images,
-        "annotations": annotations,
+        "images": [],
+        "annotations": [],
         "categories": coco_format.categories(metadata),
     }
     json_path = os.path.join(output_dir, "panoptic.json")
+    started = time.perf_counter()
     try:
-        with tf.io.gfile.GFile(json_path, "w") as f:
-            json.dump(result, f)
-    except (OSError, tf.errors.OpError) as e:
-        raise PredictError(f"{json_path}: cannot write: {e}") from e
+        for done, path in enumerate(paths):
+            _progress(done, len(paths), started, os.path.basename(path))
+            _predict_one(serve, path, metadata, max_side, output_dir, overlay_alpha, result)
+        _progress(len(paths), len(paths), started, "")
+    except BaseException as e:
+        sys.stderr.write("\n")
+        _write_json(json_path, result)
+        if isinstance(e, ValueError):
+            raise PredictError(
+                f"{e} ({json_path} lists the {len(result['images'])} image(s) done before)"
+            ) from e
+        raise
+    _write_json(json_path, result)
     logging.info("Wrote %d predictions to %s", len(paths), output_dir)
     return result
+
+
+def _predict_one(serve, path, metadata, max_side, output_dir, overlay_alpha, result) -> None:
+    """Writes one image's PNGs and adds its entries to `result`."""
+    image = read_image(path)
+    panoptic = predict_panoptic(serve, image, max_side, path)
+    stem = pathlib.PurePath(path).stem
+    ids = coco_format.segment_ids(panoptic, metadata)
+    png_name = f"{stem}.png"
+    _write_png(os.path.join(output_dir, "panoptic", png_name), coco_format.id_to_rgb(ids))
+    _write_png(
+        os.path.join(output_dir, "overlays", png_name),
+        visualization.overlay(image, panoptic, metadata, overlay_alpha),
+    )
+    image_id = coco_format.image_id(stem)
+    height, width = panoptic.shape
+    file_name = os.path.basename(path)
+    result["images"].append(
+        {"id": image_id, "file_name": file_name, "height": height, "width": width}
+    )
+    result["annotations"].append(
+        {
+            "image_id": image_id,
+            "file_name": png_name,
+            "segments_info": coco_format.segments_info(ids, metadata),
+        }
+    )
+
+
+def _write_json(path: str, result: dict) -> None:
+    with fileio.atomic_write(path) as f:
+        json.dump(result, f)
 
 
 def main(argv):
@@ -171,17 +253,15 @@ def main(argv):
     missing = [n for n in ("saved_model", "output_dir") if not getattr(FLAGS, n)]
     if missing or not FLAGS.images:
         raise app.UsageError("--saved_model, --images and --output_dir are required")
-    try:
-        predict(
+    return cli.run_main(
+        functools.partial(
+            predict,
             saved_model=FLAGS.saved_model,
             image_patterns=FLAGS.images,
             output_dir=FLAGS.output_dir,
             overlay_alpha=FLAGS.overlay_alpha,
         )
-    except ValueError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 2
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ Modes: `train`, `train_and_eval` (default: evaluates at the end, and every
 model_dir) and `continuous_eval` (each new checkpoint until `train.num_steps`).
 Running the same command again resumes from the newest checkpoint.
 
-Exit status: 0 when done, 1 on a non-finite loss, 2 on a configuration or data
-error, 143 when SIGTERM stopped the run after saving a checkpoint.
+Exit status: 0 when done, 1 when a loss, weight or optimizer slot became
+non-finite (the loop is discarded; the last checkpoint holds only finite
+values), 2 on a configuration or data error, 143 when SIGTERM stopped the run
+after saving a checkpoint.
 """
 
 import functools
@@ -28,10 +30,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
 from swiderrnet_tf.training import distribution
+from swiderrnet_tf.training import errors
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 from swiderrnet_tf.training import signals
 from swiderrnet_tf.training import trainer
 
@@ -90,6 +95,7 @@ def run(*, gin_files, gin_bindings=(), model_dir=None, tpu=None, mode="train_and
     strategy = distribution.create_strategy(tpu)
     try:
         if mode in ("train", "train_and_eval"):
+            fileio.make_dirs(model_dir, "run folder")
             evaluate_fn = None
             if mode == "train_and_eval":
                 evaluate_fn = functools.partial(
@@ -100,17 +106,17 @@ def run(*, gin_files, gin_bindings=(), model_dir=None, tpu=None, mode="train_and
             eval_loop.evaluate(strategy=strategy, model_dir=model_dir)
         else:
             eval_loop.evaluate(strategy=strategy, model_dir=model_dir, until_step=final_step)
-    except trainer.NonFiniteLossError as e:
+    except errors.NonFiniteError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except trainer.PreemptedError as e:
+    except errors.PreemptedError as e:
         logging.warning("%s", e)
         return signals.PREEMPTED_EXIT_CODE
-    except (ValueError, FileNotFoundError) as e:
-        logging.exception("The run stopped on an error")
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, *cli.file_system_errors()) as e:
+        logging.debug("The run stopped on an error", exc_info=True)
+        print(cli.error_line(e), file=sys.stderr)
+        return cli.EXIT_USER_ERROR
     return 0
 
 

@@ -58,19 +58,21 @@ Every panoptic PNG encodes segment ids as R + 256 * G + 256**2 * B, 0 for void.
 The conversion stops with an error naming the file and the id on: an unknown
 category id, a segment id in a PNG but not in the JSON or the reverse, a crowd
 stuff segment, more instances of a class than the label divisor allows, an
-image whose size differs from its PNG, or an unreadable image.
+image whose size differs from its PNG, or an unreadable image; on an output
+that cannot be written (a full disk, permission denied, a parent that is a
+file) with the path and the cause. Errors are one line on stderr, exit status 2.
 """
 
 import functools
 import math
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from swiderrnet_tf import cli
 from swiderrnet_tf.data import dataset_info
 from swiderrnet_tf.data.converters import layouts
 from swiderrnet_tf.data.converters import panoptic_json
@@ -121,7 +123,8 @@ def convert_split(
 
     Raises:
       ValueError: on bad inputs (`panoptic_json.ConversionError`, naming the
-        file and the id) or an output directory holding another conversion.
+        file and the id), an output directory holding another conversion, or
+        one that cannot be written (`cli.FileAccessError`).
     """
     layout = layouts.get_layout(dataset) if isinstance(dataset, str) else dataset
     info = dataset_info.get_dataset_info(layout.dataset)
@@ -213,24 +216,24 @@ def define_flags():
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of resized images.")
 
 
+def _convert_from_flags() -> None:
+    for layout, input_dir, split in _layouts_to_convert():
+        convert_split(
+            layout,
+            input_dir,
+            FLAGS.output_dir,
+            split,
+            num_shards=FLAGS.num_shards,
+            num_workers=FLAGS.num_workers,
+            max_size=FLAGS.max_size,
+            jpeg_quality=FLAGS.jpeg_quality,
+        )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        for layout, input_dir, split in _layouts_to_convert():
-            convert_split(
-                layout,
-                input_dir,
-                FLAGS.output_dir,
-                split,
-                num_shards=FLAGS.num_shards,
-                num_workers=FLAGS.num_workers,
-                max_size=FLAGS.max_size,
-                jpeg_quality=FLAGS.jpeg_quality,
-            )
-    except ValueError as e:
-        logging.debug("conversion failed", exc_info=True)
-        sys.exit(f"error: {e}")
+    return cli.run_main(_convert_from_flags)
 
 
 if __name__ == "__main__":

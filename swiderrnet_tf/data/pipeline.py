@@ -63,6 +63,88 @@ def list_files(file_pattern: str | list[str]) -> list[str]:
     return sorted(set(files))
 
 
+def host_seeds(seed: int | None, input_context, count: int) -> list[int | None]:
+    """`count` seeds of this host's pipeline derived from `seed` (all None without one).
+
+    Hosts sharing a seed must not draw the same augmentations, so the host's
+    pipeline id is mixed in.
+    """
+    if seed is None:
+        return [None] * count
+    host = 0 if input_context is None else input_context.input_pipeline_id
+    return [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(count)]
+
+
+def read_records(
+    files: list[str],
+    *,
+    training: bool,
+    repeat: bool,
+    input_context: tf.distribute.InputContext | None,
+    shuffle_buffer: int,
+    cycle_length: int,
+    num_parallel_calls: int,
+    seeds: tuple[int | None, int | None],
+    deterministic: bool,
+) -> tf.data.Dataset:
+    """The serialised records of one input pipeline.
+
+    Files are sharded by `input_context.input_pipeline_id` (records, when
+    there are fewer files than pipelines). Training shuffles the files,
+    interleaves `cycle_length` of them and shuffles `shuffle_buffer` records;
+    evaluation reads the files in order.
+
+    Args:
+      files: TFRecord files, sorted.
+      training: Shuffle and interleave.
+      repeat: Repeat forever.
+      input_context: Of this pipeline, or None for a single one.
+      shuffle_buffer: Records held for shuffling in training.
+      cycle_length: Files read concurrently in training.
+      num_parallel_calls: Parallelism of the interleave.
+      seeds: Of the file shuffle and of the record shuffle (None: fresh).
+      deterministic: Keep the interleave's order.
+
+    Returns:
+      A dataset of scalar strings.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        pipelines, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= pipelines:
+            dataset = dataset.shard(pipelines, index)
+        else:
+            logging.warning(
+                "%d files for %d input pipelines: sharding records instead of files "
+                "(every host reads every file)",
+                len(files),
+                pipelines,
+            )
+            shard_records = True
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
+        cycle_length = min(cycle_length, len(files))
+        # tf.data refuses more parallel calls than files in the cycle.
+        if num_parallel_calls != tf.data.AUTOTUNE:
+            num_parallel_calls = min(num_parallel_calls, cycle_length)
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=cycle_length,
+            num_parallel_calls=num_parallel_calls,
+            deterministic=deterministic,
+        )
+    else:
+        dataset = dataset.flat_map(tf.data.TFRecordDataset)
+    if shard_records:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset
+
+
 def _decode(serialized, info):
     """Parses a record into a uint8 image, a model-space panoptic map and its name."""
     example = tfrecord.decode_example(serialized)
@@ -153,44 +235,20 @@ def build_dataset(
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    seeds = [None] * 3
-    if seed is not None:
-        # Hosts sharing a seed must not draw the same augmentations.
-        host = 0 if input_context is None else input_context.input_pipeline_id
-        seeds = [int(s) for s in np.random.SeedSequence([seed, host]).generate_state(3)]
+    seeds = host_seeds(seed, input_context, 3)
     deterministic = seed is not None or not training
 
-    files = list_files(file_pattern)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    shard_records = False
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        pipelines, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if len(files) >= pipelines:
-            dataset = dataset.shard(pipelines, index)
-        else:
-            logging.warning(
-                "%d files for %d input pipelines: sharding records instead of files "
-                "(every host reads every file)",
-                len(files),
-                pipelines,
-            )
-            shard_records = True
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
-        dataset = dataset.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=min(cycle_length, len(files)),
-            num_parallel_calls=num_parallel_calls,
-            deterministic=deterministic,
-        )
-    else:
-        dataset = dataset.flat_map(tf.data.TFRecordDataset)
-    if shard_records:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+    dataset = read_records(
+        list_files(file_pattern),
+        training=training,
+        repeat=repeat,
+        input_context=input_context,
+        shuffle_buffer=shuffle_buffer,
+        cycle_length=cycle_length,
+        num_parallel_calls=num_parallel_calls,
+        seeds=seeds[:2],
+        deterministic=deterministic,
+    )
 
     target_options = dict(
         dataset_info=dataset_info,

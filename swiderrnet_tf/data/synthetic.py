@@ -22,9 +22,14 @@ byte-identical records.
 
     python -m swiderrnet_tf.data.synthetic --output_dir=/tmp/synthetic \\
         --num_train=500 --num_val=50 --height=129 --width=129 --seed=0
+
+Shards are written under temporary names and renamed when complete, and the
+manifest last, so an interrupted or failed run (a full disk) leaves no
+half-written file and no manifest: `ensure_dataset` generates it again.
 """
 
 import colorsys
+import functools
 import inspect
 import io
 import json
@@ -38,6 +43,8 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import tfrecord
 
@@ -236,10 +243,19 @@ def write_split(output_dir, split, num_examples, *, height, width, seed, num_sha
     paths = shard_paths(output_dir, split, num_shards)
     bounds = np.linspace(0, num_examples, num_shards + 1).round().astype(int)
     for path, start, stop in zip(paths, bounds[:-1], bounds[1:], strict=True):
-        with tf.io.TFRecordWriter(path + ".tmp") as writer:
-            for index in range(start, stop):
-                writer.write(encode_example(split, index, height=height, width=width, seed=seed))
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+        tmp_path = fileio.temporary_path(path)
+        try:
+            with cli.file_access(path, "write the shard"):
+                with tf.io.TFRecordWriter(tmp_path) as writer:
+                    for index in range(start, stop):
+                        example = encode_example(
+                            split, index, height=height, width=width, seed=seed
+                        )
+                        writer.write(example)
+                fileio.commit(tmp_path, path)
+        except BaseException:
+            fileio.remove_quietly(tmp_path)
+            raise
     logging.info(
         "Wrote %d %s examples to %d shards in %s", num_examples, split, num_shards, output_dir
     )
@@ -260,6 +276,10 @@ def generate(
 
     Returns:
       Split name -> the shard paths written.
+
+    Raises:
+      ValueError: On bad parameters, or `cli.FileAccessError` naming the
+        file or folder that cannot be written.
     """
     if min(height, width) < 16:
         raise ValueError(f"synthetic images must be at least 16x16, got {height}x{width}")
@@ -273,13 +293,15 @@ def generate(
         seed=seed,
         num_shards=num_shards,
     )
-    tf.io.gfile.makedirs(output_dir)
+    fileio.make_dirs(output_dir, "output folder")
     manifest = os.path.join(output_dir, MANIFEST)
-    if tf.io.gfile.exists(manifest):
-        tf.io.gfile.remove(manifest)
-    for split in _SPLIT_CODES:
-        for stale in tf.io.gfile.glob(os.path.join(output_dir, f"{split}-*-of-*.tfrecord")):
-            tf.io.gfile.remove(stale)
+    with cli.file_access(output_dir, "remove the previous dataset"):
+        if tf.io.gfile.exists(manifest):
+            tf.io.gfile.remove(manifest)
+        for split in _SPLIT_CODES:
+            pattern = os.path.join(output_dir, f"{split}-*-of-*.tfrecord*")
+            for stale in tf.io.gfile.glob(pattern):
+                tf.io.gfile.remove(stale)
     written = {}
     for split, count in (("train", num_train), ("val", num_val)):
         if count:
@@ -293,9 +315,42 @@ def generate(
                 num_shards=num_shards,
             )
     # Written last: its presence means the shards are complete.
-    with tf.io.gfile.GFile(manifest, "w") as f:
+    with fileio.atomic_write(manifest) as f:
         json.dump(params, f, indent=2, sort_keys=True)
     return written
+
+
+def ensure_generated(output_dir: str, generate_fn, manifest: str, what: str, params) -> str:
+    """Runs `generate_fn(output_dir, **params)` unless its manifest records these parameters.
+
+    Args:
+      output_dir: Where the shards and the manifest live.
+      generate_fn: A generator whose keyword-only arguments are its parameters;
+        it writes `manifest` (their values) last.
+      manifest: The manifest's file name.
+      what: What is generated, for messages.
+      params: Parameters given; the others keep `generate_fn`'s defaults.
+
+    Returns:
+      `output_dir`.
+    """
+    wanted = {
+        name: p.default
+        for name, p in inspect.signature(generate_fn).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    }
+    unknown = set(params) - set(wanted)
+    if unknown:
+        raise ValueError(f"unknown {what} parameters {sorted(unknown)}; known: {sorted(wanted)}")
+    wanted.update(params)
+    path = os.path.join(output_dir, manifest)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            if json.load(f) == wanted:
+                return output_dir
+        logging.info("The %s in %s has other parameters; regenerating", what, output_dir)
+    generate_fn(output_dir, **wanted)
+    return output_dir
 
 
 def ensure_dataset(output_dir: str, **params) -> str:
@@ -310,40 +365,26 @@ def ensure_dataset(output_dir: str, **params) -> str:
     Returns:
       `output_dir`.
     """
-    wanted = {
-        name: p.default
-        for name, p in inspect.signature(generate).parameters.items()
-        if p.kind == p.KEYWORD_ONLY
-    }
-    unknown = set(params) - set(wanted)
-    if unknown:
-        raise ValueError(
-            f"unknown synthetic dataset parameters {sorted(unknown)}; known: {sorted(wanted)}"
-        )
-    wanted.update(params)
-    manifest = os.path.join(output_dir, MANIFEST)
-    if tf.io.gfile.exists(manifest):
-        with tf.io.gfile.GFile(manifest) as f:
-            if json.load(f) == wanted:
-                return output_dir
-        logging.info("Synthetic dataset in %s has other parameters; regenerating", output_dir)
-    generate(output_dir, **wanted)
-    return output_dir
+    return ensure_generated(output_dir, generate, MANIFEST, "synthetic dataset", params)
 
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    del argv
-    generate(
-        FLAGS.output_dir,
-        num_train=FLAGS.num_train,
-        num_val=FLAGS.num_val,
-        height=FLAGS.height,
-        width=FLAGS.width,
-        seed=FLAGS.seed,
-        num_shards=FLAGS.num_shards,
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return cli.run_main(
+        functools.partial(
+            generate,
+            FLAGS.output_dir,
+            num_train=FLAGS.num_train,
+            num_val=FLAGS.num_val,
+            height=FLAGS.height,
+            width=FLAGS.width,
+            seed=FLAGS.seed,
+            num_shards=FLAGS.num_shards,
+        )
     )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from swiderrnet_tf import cli
 from swiderrnet_tf import common
 from swiderrnet_tf.data.converters import layouts
 from swiderrnet_tf.inference import canvas_merge
@@ -125,6 +126,8 @@ def export_saved_model(
       ValueError: If the model's classes differ from the dataset's, the
         settings cannot work, or `output_dir` is not empty and `overwrite`
         is False.
+      cli.FileAccessError: If `output_dir` cannot be written; what was
+        written of it is removed.
     """
     num_classes = output_classes(model)
     if num_classes != dataset_info.num_classes:
@@ -164,9 +167,23 @@ def export_saved_model(
         )
         logging.info("Tracing the signatures (%d merge canvases)", len(merge.sides) ** 2)
         signatures = module.signatures()
-        tf.saved_model.save(module, output_dir, signatures=signatures)
+        try:
+            with cli.file_access(output_dir, "write the SavedModel"):
+                tf.saved_model.save(module, output_dir, signatures=signatures)
+        except cli.FileAccessError:
+            # A partial SavedModel would load as a broken one: leave none.
+            _remove_tree_quietly(output_dir)
+            raise
     logging.info("Wrote the SavedModel to %s", output_dir)
     return output_dir
+
+
+def _remove_tree_quietly(path: str) -> None:
+    try:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+    except cli.file_system_errors():
+        logging.warning("Could not remove the partial SavedModel %s", path)
 
 
 def output_classes(model) -> int:

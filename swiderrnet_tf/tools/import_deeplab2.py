@@ -16,6 +16,10 @@ switch/kernel`) by `checkpoint_key_to_path`. The model is always built in the
 `deeplab2` layout, which is the one deeplab2 trains. A checkpoint variable that
 maps to nothing, a shape that disagrees, or a model variable left without a value
 is an error that names it; optimizer state and counters are skipped and listed.
+Optimizer slots are skipped wherever they are saved: under `optimizer/` (TF >=
+2.11 Keras optimizers) or attached to each variable as `<variable>/
+.OPTIMIZER_SLOT/optimizer/{m,v}/...` (TF <= 2.10 and `tf.keras.optimizers.
+legacy`, the format of deeplab2's released checkpoints).
 
 The output directory receives `model.weights.h5` (or `backbone.weights.h5`), the
 Keras config of the built model (`model_config.json` / `backbone_config.json`)
@@ -26,19 +30,21 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import keras
 import numpy as np
 from absl import app
 from absl import flags
 
+from swiderrnet_tf import cli
 from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.tools import deeplab2_config
 from swiderrnet_tf.tools import overrides as overrides_lib
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+# A slot variable saved under the variable it belongs to (TF <= 2.10 optimizers).
+_SLOT = "/.OPTIMIZER_SLOT/"
 # Checkpoint objects that are not model weights.
 _NON_MODEL = re.compile(r"^(global_step|save_counter|optimizer|_CHECKPOINTABLE_OBJECT_GRAPH)(/|$)")
 _TOP_LEVEL = {
@@ -68,7 +74,7 @@ _REWRITES = (
 
 def checkpoint_key_to_path(key: str) -> str | None:
     """Our variable path for a deeplab2 checkpoint key, or None if it is not a weight."""
-    if not key.endswith(_SUFFIX) or _NON_MODEL.match(key):
+    if not key.endswith(_SUFFIX) or _NON_MODEL.match(key) or _SLOT in key:
         return None
     key = key[: -len(_SUFFIX)]
     top, _, rest = key.partition("/")
@@ -101,8 +107,9 @@ def assign_from_checkpoint(model: keras.Model, checkpoint: str, *, backbone_only
       backbone_only: Read only the `encoder` objects.
 
     Returns:
-      A report dict: `assigned` (count), `skipped` (checkpoint keys that are not
-      model weights, or not backbone weights with `backbone_only`).
+      A report dict: `assigned` (count), `optimizer_slots` (keys of
+      per-variable optimizer slots), `skipped` (the other checkpoint keys that
+      are not model weights, or not backbone weights with `backbone_only`).
 
     Raises:
       ValueError: A checkpoint weight that maps to no model variable, a shape
@@ -113,8 +120,11 @@ def assign_from_checkpoint(model: keras.Model, checkpoint: str, *, backbone_only
     prefix = _resolve_checkpoint(checkpoint)
     reader = tf.train.load_checkpoint(prefix)
     variables = {w.path: w for w in model.weights if "seed_generator" not in w.path}
-    assigned, skipped = set(), []
+    assigned, skipped, slots = set(), [], []
     for key in sorted(reader.get_variable_to_shape_map()):
+        if _SLOT in key:
+            slots.append(key)
+            continue
         if backbone_only and not key.startswith("encoder/"):
             skipped.append(key)
             continue
@@ -142,7 +152,12 @@ def assign_from_checkpoint(model: keras.Model, checkpoint: str, *, backbone_only
             f"{prefix}: {len(missing)} model variable(s) have no value in the checkpoint, "
             f"e.g. {missing[:5]}"
         )
-    return {"checkpoint": prefix, "assigned": len(assigned), "skipped": skipped}
+    return {
+        "checkpoint": prefix,
+        "assigned": len(assigned),
+        "skipped": skipped,
+        "optimizer_slots": slots,
+    }
 
 
 def build_from_config(config_path: str) -> keras.Model:
@@ -219,6 +234,8 @@ def import_checkpoint(
         f"assigned variables: {report['assigned']}",
         f"skipped checkpoint entries (not model weights): {len(report['skipped'])}",
         *(f"  {key}" for key in report["skipped"]),
+        f"skipped per-variable optimizer slots ({_SLOT.strip('/')}): "
+        f"{len(report['optimizer_slots'])}",
     ]
     (out / "import_report.txt").write_text("\n".join(lines) + "\n")
     report["output"] = str(out)
@@ -244,25 +261,27 @@ def main(argv):
     del argv
     if not FLAGS.checkpoint or not FLAGS.output:
         raise app.UsageError("--checkpoint and --output are required")
-    try:
-        report = import_checkpoint(
-            checkpoint=FLAGS.checkpoint,
-            output=FLAGS.output,
-            config=FLAGS.config,
-            backbone=FLAGS.backbone,
-            backbone_overrides=overrides_lib.parse_overrides(FLAGS.override),
-            num_classes=FLAGS.num_classes,
-            head_overrides=overrides_lib.parse_overrides(FLAGS.head_override),
-            backbone_only=FLAGS.backbone_only,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return cli.run_main(_import_from_flags)
+
+
+def _import_from_flags() -> None:
+    report = import_checkpoint(
+        checkpoint=FLAGS.checkpoint,
+        output=FLAGS.output,
+        config=FLAGS.config,
+        backbone=FLAGS.backbone,
+        backbone_overrides=overrides_lib.parse_overrides(FLAGS.override),
+        num_classes=FLAGS.num_classes,
+        head_overrides=overrides_lib.parse_overrides(FLAGS.head_override),
+        backbone_only=FLAGS.backbone_only,
+    )
+    slots = len(report["optimizer_slots"])
     print(
         f"imported {report['assigned']} variables from {report['checkpoint']} into "
-        f"{report['output']} ({len(report['skipped'])} non-model entries skipped)"
+        f"{report['output']} ({len(report['skipped'])} non-model entries"
+        + (f" and {slots} per-variable optimizer slots" if slots else "")
+        + " skipped)"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from swiderrnet_tf import cli
 from swiderrnet_tf.backbones import registry
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.tools import overrides as overrides_lib
@@ -250,49 +251,49 @@ flags.DEFINE_enum("atrous_counting", "graph", list(ATROUS_COUNTING), "How atrous
 
 def main(argv):
     del argv
-    try:
-        backbone_overrides = overrides_lib.parse_overrides(FLAGS.override)
-        if FLAGS.layout:
-            backbone_overrides["layout"] = FLAGS.layout
-        if FLAGS.all:
-            rows = sweep(
-                pattern=FLAGS.pattern,
-                num_classes=FLAGS.num_classes,
-                height=FLAGS.height,
-                width=FLAGS.width,
-                regime=FLAGS.regime,
-                backbone_overrides=backbone_overrides,
-                backbone_only=FLAGS.backbone_only,
-                atrous_counting=FLAGS.atrous_counting,
-                progress=lambda line: print(line, file=sys.stderr, flush=True),
-            )
-            table = markdown_table(rows)
-            print(table)
-            if FLAGS.output_dir:
-                out = pathlib.Path(FLAGS.output_dir)
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "model_stats.md").write_text(table + "\n")
-                with open(out / "model_stats.csv", "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(rows)
-            return 0
-        if not FLAGS.backbone:
-            raise app.UsageError("give --backbone NAME or --all")
-        regime = FLAGS.regime or "strong"
-        stats = model_stats(
-            FLAGS.backbone,
+    if not FLAGS.all and not FLAGS.backbone:
+        raise app.UsageError("give --backbone NAME or --all")
+    return cli.run_main(_stats_from_flags)
+
+
+def _stats_from_flags() -> None:
+    backbone_overrides = overrides_lib.parse_overrides(FLAGS.override)
+    if FLAGS.layout:
+        backbone_overrides["layout"] = FLAGS.layout
+    if FLAGS.all:
+        rows = sweep(
+            pattern=FLAGS.pattern,
             num_classes=FLAGS.num_classes,
             height=FLAGS.height,
             width=FLAGS.width,
-            regime=regime,
+            regime=FLAGS.regime,
             backbone_overrides=backbone_overrides,
             backbone_only=FLAGS.backbone_only,
             atrous_counting=FLAGS.atrous_counting,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        table = markdown_table(rows)
+        print(table)
+        if FLAGS.output_dir:
+            out = pathlib.Path(FLAGS.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "model_stats.md").write_text(table + "\n")
+            with open(out / "model_stats.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        return
+    regime = FLAGS.regime or "strong"
+    stats = model_stats(
+        FLAGS.backbone,
+        num_classes=FLAGS.num_classes,
+        height=FLAGS.height,
+        width=FLAGS.width,
+        regime=regime,
+        backbone_overrides=backbone_overrides,
+        backbone_only=FLAGS.backbone_only,
+        atrous_counting=FLAGS.atrous_counting,
+    )
     if FLAGS.json:
         print(json.dumps(stats))
     else:
@@ -302,7 +303,6 @@ def main(argv):
             f"| {FLAGS.backbone} {what} | {FLAGS.height}x{FLAGS.width} | "
             f"{stats['params'] / 1e6:.2f} | {stats['madds'] / 1e9:.2f} |"
         )
-    return 0
 
 
 if __name__ == "__main__":

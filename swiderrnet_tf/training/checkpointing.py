@@ -23,6 +23,8 @@ import re
 import tensorflow as tf
 from absl import logging
 
+from swiderrnet_tf.training import gin_config
+
 CHECKPOINT_NAME = "ckpt"
 _NUMBER = re.compile(r"-(\d+)$")
 
@@ -79,6 +81,40 @@ def remove_stale_temp(model_dir: str) -> None:
         tf.io.gfile.rmtree(path)
 
 
+# TensorFlow's message for a shape mismatch during a restore.
+_INCOMPATIBLE = re.compile(
+    r"Received incompatible tensor with shape (\S+) when attempting to restore variable "
+    r"with shape (\S+) and name (\S+?)\.?(?:\s|$)"
+)
+
+
+def explain_mismatch(prefix: str, error: Exception, model_dir: str | None) -> str:
+    """A one-paragraph message for a checkpoint that does not fit the model.
+
+    Args:
+      prefix: The checkpoint.
+      error: What TensorFlow raised while restoring it.
+      model_dir: The run folder whose `config.gin` the checkpoint was trained
+        with, or None.
+    """
+    text = str(error)
+    match = _INCOMPATIBLE.search(text)
+    if match:
+        saved, ours, name = match.groups()
+        first = f"{name.removesuffix('/.ATTRIBUTES/VARIABLE_VALUE')} is {saved} there, {ours} here"
+    else:
+        first = " ".join(text.split())[:600]
+    message = f"{prefix} does not match the configured model and optimizer: {first}."
+    differences = gin_config.config_differences(model_dir) if model_dir else []
+    if differences:
+        config = os.path.join(model_dir, gin_config.CONFIG_FILE)
+        message += f" The config differs from {config}, which it was trained with: "
+        message += "; ".join(differences) + ". Use another model_dir, or the settings of that run"
+    else:
+        message += " Was another configuration trained in this folder? Use another model_dir"
+    return message + "."
+
+
 class TrainCheckpoints:
     """Saves and restores the training state `(model, optimizer, step)`.
 
@@ -97,9 +133,7 @@ class TrainCheckpoints:
         self.model_dir = model_dir
         self.chief = chief
         directory = model_dir if chief else os.path.join(model_dir, "worker_scratch", task)
-        if chief:
-            tf.io.gfile.makedirs(model_dir)
-            remove_stale_temp(model_dir)
+        # Writes nothing: the folder is only changed once the restore succeeded.
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_NAME
         )
@@ -110,22 +144,27 @@ class TrainCheckpoints:
 
         Raises:
           ValueError: If the checkpoint does not hold the whole training state
-            of this model (e.g. another architecture was trained in `model_dir`).
+            of this model (e.g. another width was trained in `model_dir`),
+            naming the checkpoint, the first mismatching variable and the
+            config values that differ from the folder's `config.gin`.
         """
         path = latest_checkpoint(self.model_dir)
         if path is None:
             return None
-        status = self.checkpoint.restore(path)
         try:
+            status = self.checkpoint.restore(path)
             status.assert_existing_objects_matched()
-        except AssertionError as e:
-            raise ValueError(
-                f"{path} does not match this model and optimizer (was another configuration "
-                f"trained in {self.model_dir}?): {str(e)[:2000]}"
-            ) from e
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise ValueError(explain_mismatch(path, e, self.model_dir)) from e
         logging.info("Resumed from %s at step %d", path, int(self.step.numpy()))
         self.last_saved = path
         return path
+
+    def prepare_folder(self) -> None:
+        """Creates `model_dir` and removes what a killed save left (chief only)."""
+        if self.chief:
+            tf.io.gfile.makedirs(self.model_dir)
+            remove_stale_temp(self.model_dir)
 
     def save(self) -> str:
         """Saves at the current step (every worker must call it); returns the chief's path."""

@@ -18,11 +18,16 @@ import inspect
 import gin
 
 from swiderrnet_tf.backbones import registry
+from swiderrnet_tf.data import classification_info  # noqa: F401  (register_classification_dataset)
+from swiderrnet_tf.data import classification_synthetic
 from swiderrnet_tf.data import dataset_info  # noqa: F401  (registers register_*_dataset)
+from swiderrnet_tf.data import imagenet
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import synthetic
 from swiderrnet_tf.inference import multi_scale  # noqa: F401  (@multi_scale_predict_fn)
+from swiderrnet_tf.losses import classification_losses
 from swiderrnet_tf.losses import panoptic_losses
+from swiderrnet_tf.meta_arch import classifier
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.search import spaces  # noqa: F401  (custom_space: a grid search's recipe)
 
@@ -75,19 +80,39 @@ gin.external_configurable(
     ],
 )
 
-
-@gin.configurable
-def not_supported(what: str = gin.REQUIRED, instead: str = gin.REQUIRED):
-    """Fails with a message saying what is not supported and what to do instead.
-
-    Bind it where a config needs something swiderrnet_tf does not ship, e.g.
-    `train.dataset_name = @not_supported()`, so that the run stops while the
-    config is checked, before any work.
-
-    Raises:
-      ValueError: Always.
-    """
-    raise ValueError(f"{what} is not supported by swiderrnet_tf. {instead}")
+# ImageNet pre-training: the classifier, its pipeline, loss and built-in set.
+gin.external_configurable(
+    classifier.build_classifier,
+    name="build_classifier",
+    allowlist=["backbone", "backbone_options"],
+)
+gin.external_configurable(
+    imagenet.build_classification_dataset,
+    name="build_classification_dataset",
+    denylist=[
+        "dataset_info",
+        "file_pattern",
+        "mode",
+        "image_size",
+        "batch_size",
+        "input_context",
+        "seed",
+    ],
+)
+gin.external_configurable(
+    classification_losses.ClassificationLoss,
+    name="ClassificationLoss",
+    denylist=["num_classes", "decayed_variables"],
+)
+gin.external_configurable(
+    classification_synthetic.ensure_dataset,
+    name="ensure_classification_dataset",
+    allowlist=[
+        name
+        for name, p in inspect.signature(classification_synthetic.generate).parameters.items()
+        if p.kind == p.KEYWORD_ONLY
+    ],
+)
 
 
 def check_backbone_options(options, where: str) -> None:

@@ -22,8 +22,9 @@ def create_strategy(tpu: str | None = None) -> tf.distribute.Strategy:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         if tpu != "local":
             tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        topology = tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
+        logging.info("%s", describe_tpu_topology(topology, strategy.num_replicas_in_sync))
     elif _tf_config_cluster():
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif len(tf.config.list_logical_devices("GPU")) > 1:
@@ -36,6 +37,22 @@ def create_strategy(tpu: str | None = None) -> tf.distribute.Strategy:
         strategy.num_replicas_in_sync,
     )
     return strategy
+
+
+def describe_tpu_topology(topology, replicas: int) -> str:
+    """One log line: hosts, TPU cores per host and in all, mesh, replicas.
+
+    Args:
+      topology: What `tf.tpu.experimental.initialize_tpu_system` returned (a
+        `tf.tpu.experimental.Topology`).
+      replicas: The strategy's replicas in sync.
+    """
+    hosts, per_host = topology.num_tasks, topology.num_tpus_per_task
+    mesh = "x".join(str(int(d)) for d in topology.mesh_shape)
+    return (
+        f"TPU topology: {hosts} host(s) x {per_host} cores = {hosts * per_host} TPU cores "
+        f"(mesh {mesh}), {replicas} replica(s)"
+    )
 
 
 def _tf_config_cluster() -> dict:

@@ -28,20 +28,20 @@ Deliberate deviations from the paper (section 4):
 import os
 
 import gin
-import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from swiderrnet_tf import common
+from swiderrnet_tf import fileio
+from swiderrnet_tf.data import classification_info
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.data import pipeline
+from swiderrnet_tf.data import validation
 from swiderrnet_tf.evaluation import evaluator as evaluator_lib
 from swiderrnet_tf.evaluation import report
 from swiderrnet_tf.postprocess import panoptic_merge
-from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.training import classification_eval
 from swiderrnet_tf.training import data_setup
-from swiderrnet_tf.training import distribution
-from swiderrnet_tf.training import summaries
+from swiderrnet_tf.training import eval_common
 
 _PREDICTION_KEYS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE_SCORES)
 
@@ -97,84 +97,6 @@ def panoptic_predictor(
     return predict
 
 
-class BatchPredictor:
-    """Runs a predictor on host batches, spread over the local replicas.
-
-    Args:
-      strategy: The strategy holding the model's variables.
-      predict: `predict(images) -> dict` (see `panoptic_predictor`).
-      batch_size: Images per call; smaller batches are padded to it.
-    """
-
-    def __init__(self, strategy, predict, batch_size: int):
-        self.strategy = strategy
-        self.batch_size = batch_size
-        self.replicated = not distribution.is_multi_worker(strategy) and (
-            strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
-        )
-        if self.replicated:
-            self.per_replica = distribution.per_replica_batch_size(batch_size, strategy)
-            self._run = tf.function(lambda values: strategy.run(predict, args=(values,)))
-        else:
-            self._run = tf.function(predict)
-
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """`[n, h, w, 3]` images (n <= batch_size) -> dict of `[n, h, w]` arrays."""
-        count = images.shape[0]
-        if count > self.batch_size:
-            raise ValueError(f"got {count} images, more than the batch size {self.batch_size}")
-        padding = [(0, self.batch_size - count)] + [(0, 0)] * (images.ndim - 1)
-        images = np.pad(images, padding, mode="edge")
-        if not self.replicated:
-            outputs = self._run(tf.constant(images))
-            return {k: v.numpy()[:count] for k, v in outputs.items()}
-        per = self.per_replica
-
-        def replica_images(context):
-            start = context.replica_id_in_sync_group * per
-            return tf.constant(images[start : start + per])
-
-        values = self.strategy.experimental_distribute_values_from_function(replica_images)
-        outputs = self._run(values)
-        return {
-            k: np.concatenate([t.numpy() for t in self.strategy.experimental_local_results(v)])[
-                :count
-            ]
-            for k, v in outputs.items()
-        }
-
-
-def restore_model(model, checkpoint: str) -> int | None:
-    """Loads model weights from a training checkpoint or a `.weights.h5` file.
-
-    Args:
-      model: The built model.
-      checkpoint: A `ckpt-<step>` prefix, a `model_dir` (newest complete
-        checkpoint) or a Keras `.weights.h5` file.
-
-    Returns:
-      The checkpoint's step, or None for a weights file.
-    """
-    if checkpoint.endswith(".h5"):
-        model.load_weights(checkpoint)
-        return None
-    prefix = checkpoint
-    if tf.io.gfile.isdir(checkpoint):
-        prefix = checkpointing.latest_checkpoint(checkpoint)
-        if prefix is None:
-            raise FileNotFoundError(f"{checkpoint}: no complete training checkpoint here")
-    if not checkpointing.is_complete(prefix):
-        raise FileNotFoundError(f"{prefix}: no complete checkpoint (expected {prefix}.index)")
-    status = tf.train.Checkpoint(model=model).read(prefix)
-    status.expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise ValueError(f"{prefix} does not match the configured model: {str(e)[:2000]}") from e
-    logging.info("Restored the model from %s", prefix)
-    return checkpointing.checkpoint_step(prefix)
-
-
 def build_model(strategy, model_fn, info):
     """Builds the model for evaluation inside the strategy's scope."""
     if model_fn is None:
@@ -201,8 +123,9 @@ def evaluate(
     dataset_name: str = gin.REQUIRED,
     data_dir: str | None = None,
     prepare_data_fn=None,
-    dataset_fn=pipeline.build_dataset,
+    dataset_fn=None,
     split: str = "val",
+    allow_incomplete_data: bool = False,
     crop_size=gin.REQUIRED,
     batch_size: int = 1,
     compute_instance_ap: bool = True,
@@ -210,6 +133,9 @@ def evaluate(
     checkpoint_timeout: float | None = None,
 ) -> dict | None:
     """Evaluates a model on a split: given, restored, or each new checkpoint.
+
+    On a classification dataset (ImageNet pre-training) this is
+    `classification_eval.evaluate_classifier`: top-1 and top-5 accuracy.
 
     Args:
       strategy: The strategy for the model's variables.
@@ -225,8 +151,11 @@ def evaluate(
       dataset_name: A registered dataset.
       data_dir: Folder of the records; see `data_setup.resolve_data_dir`.
       prepare_data_fn: Optional `fn(data_dir)` creating the records.
-      dataset_fn: The input pipeline (`build_dataset`).
+      dataset_fn: The input pipeline (None: `build_dataset`, or the
+        classification pipeline for a classification dataset).
       split: The split to evaluate.
+      allow_incomplete_data: Evaluate the files there when the split's
+        conversion manifest records more (warns); else that is an error.
       crop_size: `(height, width)` every image is padded to (larger ones are
         resized to fit).
       batch_size: Images per batch, over all local replicas (rounded up to a
@@ -239,17 +168,42 @@ def evaluate(
     Returns:
       The metrics of `PanopticEvaluator.result()` plus `step` (of the last
       checkpoint evaluated); None if continuous evaluation saw no checkpoint.
+
+    Raises:
+      validation.DataError: Naming the file when the split is incomplete,
+        not of the dataset, or a record fails to read.
     """
-    info = dataset_info_lib.get_dataset_info(dataset_name)
-    replicas = 1 if distribution.is_multi_worker(strategy) else strategy.num_replicas_in_sync
-    if batch_size % replicas:
-        rounded = -(-batch_size // replicas) * replicas
-        logging.info(
-            "evaluate.batch_size %d -> %d, a multiple of %d replicas", batch_size, rounded, replicas
+    if dataset_name in classification_info.list_classification_datasets():
+        return classification_eval.evaluate_classifier(
+            strategy=strategy,
+            model_dir=model_dir,
+            model=model,
+            checkpoint=checkpoint,
+            output_dir=output_dir,
+            step=step,
+            until_step=until_step,
+            model_fn=model_fn,
+            dataset_name=dataset_name,
+            data_dir=data_dir,
+            prepare_data_fn=prepare_data_fn,
+            dataset_fn=dataset_fn,
+            split=split,
+            crop_size=crop_size,
+            batch_size=batch_size,
+            checkpoint_timeout=checkpoint_timeout,
         )
-        batch_size = rounded
+    info = dataset_info_lib.get_dataset_info(dataset_name)
+    batch_size = eval_common.replica_batch_size(strategy, batch_size)
+    dataset_fn = dataset_fn or pipeline.build_dataset
     data_dir = data_setup.resolve_data_dir(
         data_dir=data_dir, prepare_data_fn=prepare_data_fn, model_dir=model_dir
+    )
+    validation.check_data_files(
+        info,
+        data_dir,
+        split,
+        allow_incomplete=allow_incomplete_data,
+        setting="evaluate.allow_incomplete_data",
     )
     dataset = dataset_fn(
         dataset_info=info,
@@ -259,16 +213,18 @@ def evaluate(
         batch_size=batch_size,
     )
     output_dir = output_dir or os.path.join(model_dir, "eval")
+    # Before any work: an output folder that cannot be created fails at once.
+    fileio.make_dirs(output_dir, "evaluation output folder")
     given_model = model is not None
     if not given_model:
         model = build_model(strategy, model_fn, info)
-    predictor = BatchPredictor(strategy, panoptic_predictor(model, info), batch_size)
+    predictor = eval_common.BatchPredictor(strategy, panoptic_predictor(model, info), batch_size)
 
     def run_once(step, where):
         evaluator = evaluator_lib.PanopticEvaluator(
             info, compute_instance_ap=compute_instance_ap and bool(info.thing_classes)
         )
-        for batch in dataset:
+        for batch in _batches(dataset, info, data_dir, split):
             features = {k: v.numpy() for k, v in batch.items()}
             evaluator.update_from_outputs(features, predictor(features[common.IMAGE]))
         results = evaluator.result()
@@ -278,38 +234,32 @@ def evaluate(
         per_class = evaluator.per_class_result()
         if print_per_class:
             print(report.format_per_class(per_class), flush=True)
-        _write(results, per_class, output_dir)
+        eval_common.write_results(results, per_class, output_dir)
         return results
 
-    if until_step is None:
-        if not given_model:
-            step = restore_model(model, checkpoint or model_dir)
-        return run_once(step, f"step {step}" if step is not None else checkpoint)
-    results = None
-    for path in tf.train.checkpoints_iterator(model_dir, timeout=checkpoint_timeout):
+    return eval_common.run_on_checkpoints(
+        run_once,
+        model=model,
+        model_dir=model_dir,
+        restore=not given_model,
+        checkpoint=checkpoint,
+        step=step,
+        until_step=until_step,
+        checkpoint_timeout=checkpoint_timeout,
+    )
+
+
+def _batches(dataset, info, data_dir: str, split: str):
+    """Iterates `dataset`; a read error becomes a `DataError` naming the record."""
+    iterator = iter(dataset)
+    while True:
         try:
-            step = restore_model(model, path)
-        except (FileNotFoundError, tf.errors.NotFoundError) as e:
-            # Deleted by the trainer's max_to_keep before we got to it.
-            logging.warning("Skipping %s: %s", path, e)
-            continue
-        results = run_once(step, f"step {step}")
-        if step >= until_step:
-            break
-    return results
-
-
-def _write(results: dict, per_class, output_dir: str) -> None:
-    tf.io.gfile.makedirs(output_dir)
-    step = results.get("step")
-    name = "results.json" if step is None else f"results_step_{step}.json"
-    report.write_json(os.path.join(output_dir, name), results, per_class)
-    logging.info("Wrote %s", os.path.join(output_dir, name))
-    if step is None:
-        return
-    writer = tf.summary.create_file_writer(output_dir)
-    with writer.as_default():
-        for key, value in results.items():
-            if isinstance(value, float) and np.isfinite(value):
-                summaries.scalar(f"metrics/{key}", value, step)
-    writer.close()
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except validation.READ_ERRORS as e:
+            located = validation.locate_read_error(info, data_dir, split, e)
+            if located is None:
+                raise
+            raise located from e
+        yield batch

@@ -14,6 +14,7 @@ parsing (see `configurables`).
 import inspect
 import os
 import pathlib
+import re
 
 import gin
 import tensorflow as tf
@@ -25,7 +26,27 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
 # Factories the entry points call, whose bound values are checked too.
-FACTORIES = ("build_panoptic_deeplab", "build_dataset", "PanopticLoss", "ensure_dataset")
+FACTORIES = (
+    "build_panoptic_deeplab",
+    "build_dataset",
+    "PanopticLoss",
+    "ensure_dataset",
+    "build_classifier",
+    "build_classification_dataset",
+    "ClassificationLoss",
+    "ensure_classification_dataset",
+)
+_BINDING = re.compile(r"^([A-Za-z_][\w./]*) = (.*)$")
+# Bindings that shape the network, listed first when configs differ.
+_NETWORK_BINDINGS = (
+    "build_panoptic_deeplab.",
+    "create_backbone.",
+    "BACKBONE",
+    "DATASET",
+    "train.model_fn",
+    "train.dataset_name",
+    "train.mixed_precision",
+)
 
 
 def resolve_gin_file(path: str) -> str:
@@ -63,17 +84,10 @@ def _search_repository_first() -> None:
         prefixes.insert(0, root)
 
 
-def register_configurables() -> None:
-    """Registers every gin name, `train` and `evaluate` among them.
-
-    The entry points are imported here, not at the top: they import this module.
-    """
-    from swiderrnet_tf.training import eval_loop  # noqa: F401
-    from swiderrnet_tf.training import trainer  # noqa: F401
-
-
 def parse(gin_files, gin_bindings=()) -> list[str]:
     """Clears gin and parses the files, then the bindings, in order.
+
+    Import `gin_registry` first: it registers every name the files may use.
 
     Args:
       gin_files: Paths of gin files (see `resolve_gin_file`).
@@ -91,7 +105,6 @@ def parse(gin_files, gin_bindings=()) -> list[str]:
     if not gin_files:
         raise ValueError("give at least one --gin_file, e.g. --gin_file=gin_configs/demo.gin")
     files = [resolve_gin_file(f) for f in gin_files]
-    register_configurables()
     gin.clear_config()
     _search_repository_first()
     gin.parse_config_files_and_bindings(files, list(gin_bindings or ()), finalize_config=False)
@@ -122,7 +135,7 @@ def missing_required(configurable: str, fn, provided=()) -> list[str]:
     Returns:
       Human-readable binding names, e.g. `train.num_steps`.
     """
-    # Evaluates references such as `@not_supported()`, whose errors surface here.
+    # Evaluates references such as `@register_custom_dataset()`, whose errors surface here.
     bindings = gin.get_bindings(configurable)
     missing = []
     for name, parameter in inspect.signature(fn).parameters.items():
@@ -160,10 +173,10 @@ def check_config(entry_points) -> None:
             + "; ".join(missing)
             + ". Bind them in a gin file or with --gin_bindings."
         )
-    model_bindings = gin.get_bindings("build_panoptic_deeplab")
-    configurables.check_backbone_options(
-        model_bindings.get("backbone_options"), "build_panoptic_deeplab.backbone_options"
-    )
+    for factory in ("build_panoptic_deeplab", "build_classifier"):
+        configurables.check_backbone_options(
+            gin.get_bindings(factory).get("backbone_options"), f"{factory}.backbone_options"
+        )
 
 
 def write_config(model_dir: str, operative: bool) -> str:
@@ -189,3 +202,44 @@ def default_model_dir(gin_files) -> str:
     """`./runs/<name of the last gin file>`, e.g. `./runs/demo` for demo.gin."""
     stem = pathlib.Path(gin_files[-1]).name.removesuffix(".gin")
     return os.path.join("runs", stem)
+
+
+def gin_bindings(text: str) -> dict[str, str]:
+    """`name -> value text` of a config written by gin (`config.gin`).
+
+    Values spread over several lines (dicts, lists) are joined; comments and
+    import lines are left out.
+    """
+    bindings, name = {}, None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", "import ", "include ")):
+            name = None
+            continue
+        match = _BINDING.match(line)
+        if match:
+            name = match.group(1)
+            bindings[name] = match.group(2).strip()
+        elif name is not None and line[:1].isspace():
+            bindings[name] += " " + line.strip()
+    return bindings
+
+
+def config_differences(model_dir: str, limit: int = 8) -> list[str]:
+    """Bindings of the parsed gin config that differ from `model_dir/config.gin`.
+
+    Those that shape the network (model, backbone, classes) come first.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        saved = gin_bindings(f.read())
+    current = gin_bindings(gin.config_str())
+    names = sorted(
+        (n for n in set(saved) | set(current) if saved.get(n) != current.get(n)),
+        key=lambda n: (not n.startswith(_NETWORK_BINDINGS), n),
+    )
+    return [
+        f"{n} = {saved.get(n, '(unset)')} there, {current.get(n, '(unset)')} now"
+        for n in names[:limit]
+    ]

@@ -12,7 +12,6 @@ import numpy as np
 from absl import logging
 
 from swiderrnet_tf.training import summaries
-from swiderrnet_tf.training import train_loop
 
 
 def format_duration(seconds: float) -> str:
@@ -33,14 +32,16 @@ class Progress:
     Args:
       num_steps: Final step of the run.
       global_batch_size: Images per step.
+      loss_keys: Names of the losses, in the order of the sums.
       writer: A `tf.summary` writer, or None (non-chief workers).
     """
 
-    def __init__(self, num_steps: int, global_batch_size: int, writer=None):
+    def __init__(self, num_steps: int, global_batch_size: int, loss_keys, writer=None):
         self.num_steps = num_steps
         self.global_batch_size = global_batch_size
+        self.loss_keys = tuple(loss_keys)
         self.writer = writer
-        self._sums = np.zeros(len(train_loop.LOSS_KEYS))
+        self._sums = np.zeros(len(self.loss_keys))
         self._steps = 0
         self._seconds = 0.0
         self._started = None
@@ -51,7 +52,7 @@ class Progress:
         self._started = time.perf_counter()
 
     def add(self, loss_sums, steps: int) -> None:
-        """Adds a host loop's loss sums (`[4]`, `LOSS_KEYS` order) and step count."""
+        """Adds a host loop's loss sums (`loss_keys` order) and step count."""
         self._seconds += time.perf_counter() - self._started
         self._sums += np.asarray(loss_sums, dtype=np.float64)
         self._steps += int(steps)
@@ -62,13 +63,13 @@ class Progress:
             return {}
         means = self._sums / self._steps
         steps_per_second = self._steps / max(self._seconds, 1e-9)
-        values = {key: float(v) for key, v in zip(train_loop.LOSS_KEYS, means, strict=True)}
+        values = {key: float(v) for key, v in zip(self.loss_keys, means, strict=True)}
         values["learning_rate"] = float(learning_rate)
         values["steps_per_second"] = steps_per_second
         values["images_per_second"] = steps_per_second * self.global_batch_size
         eta = (self.num_steps - step) / steps_per_second
         losses = " ".join(
-            f"{key.removesuffix('_loss')} {values[key]:.4f}" for key in train_loop.LOSS_KEYS
+            f"{key.removesuffix('_loss')} {values[key]:.4f}" for key in self.loss_keys
         )
         logging.info(
             "step %d/%d | %s | lr %.3g | %.2f steps/s %.1f img/s | ETA %s%s",
@@ -84,7 +85,7 @@ class Progress:
         self._first = False
         if self.writer is not None:
             with self.writer.as_default():
-                for key in train_loop.LOSS_KEYS:
+                for key in self.loss_keys:
                     summaries.scalar(f"losses/{key}", values[key], step)
                 summaries.scalar("learning_rate", values["learning_rate"], step)
                 summaries.scalar("throughput/steps_per_second", steps_per_second, step)

@@ -1,8 +1,10 @@
 """Bad inputs stop a conversion with an error naming the file and the id."""
 
 import json
+import os
 import pathlib
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -10,9 +12,11 @@ from PIL import Image
 
 from swiderrnet_tf.data import convert
 from swiderrnet_tf.data.converters import panoptic_json
+from tests import file_size_limit
 from tests.data import test_convert_coco
 
 IMAGE = "000000142238"
+REPO = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -133,3 +137,30 @@ def test_output_directory_of_another_conversion(coco_root, tmp_path):
         convert.convert_split("coco", str(coco_root), str(tmp_path / "out"), "val", 2)
     with pytest.raises(ValueError, match=re.escape("different ['max_size']")):
         convert.convert_split("coco", str(coco_root), str(tmp_path / "out"), "val", 1, max_size=9)
+
+
+def test_output_folder_under_a_regular_file(coco_root, tmp_path):
+    (tmp_path / "file").write_text("")
+    output_dir = tmp_path / "file" / "out"
+    with pytest.raises(ValueError) as error:
+        convert.convert_split("coco", str(coco_root), str(output_dir), "val", 1)
+    assert str(error.value).startswith(f"{output_dir}: cannot create the output folder: ")
+
+
+def test_command_line_write_failure_is_one_line_with_status_2(coco_root, tmp_path):
+    # Files limited to 20000 bytes: the shard writes fail half-way with EFBIG,
+    # as they would on a full disk; the small manifest is written.
+    output_dir = tmp_path / "out"
+    command = file_size_limit.command("swiderrnet_tf.data.convert", 20000)
+    command += ["--dataset=coco", f"--input_dir={coco_root}"]
+    command += [f"--output_dir={output_dir}", "--split=val", "--num_shards=2", "--num_workers=1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: {output_dir}/val-00000-of-00002.tfrecord: cannot write the shard: "
+    )
+    assert "File too large" in last
+    assert os.listdir(output_dir) == ["val-conversion.json"]

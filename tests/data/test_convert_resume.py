@@ -1,4 +1,4 @@
-"""A converter killed while writing leaves complete shards only; a re-run finishes."""
+"""A converter killed mid-run leaves complete shards only and no worker; a re-run finishes."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -57,6 +58,30 @@ def count_records(paths) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset([str(p) for p in paths]))
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = pathlib.Path("/proc", entry, "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        # Fields after the command name, which may hold spaces: state, ppid, ...
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its new parent to reap it."""
+    try:
+        state = pathlib.Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the workers in /proc")
 def test_killed_conversion_leaves_complete_shards_and_resumes(tmp_path):
     root, output_dir = tmp_path / "coco", tmp_path / "out"
     make_dataset(root)
@@ -80,10 +105,20 @@ def test_killed_conversion_leaves_complete_shards_and_resumes(tmp_path):
         while not complete_shards(output_dir) and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()
             time.sleep(0.005)
-    finally:
-        # The whole process group, workers included, as a preempted machine would.
-        os.killpg(process.pid, signal.SIGKILL)
+        # The two workers and multiprocessing's resource tracker.
+        spawned = children(process.pid)
+        assert len(spawned) >= 3, spawned
+        # kill -9 of the converter alone: its workers must notice and stop.
+        process.kill()
         process.wait()
+        # A generous deadline: the workers stop within a second, but the machine may be busy.
+        deadline = time.monotonic() + 60
+        while any(running(pid) for pid in spawned) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [pid for pid in spawned if running(pid)]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+    assert not orphans, f"processes {orphans} outlived the killed converter"
     before = complete_shards(output_dir)
     assert 0 < len(before) < NUM_SHARDS, "the kill did not land mid-run"
     for name in before:
@@ -98,3 +133,7 @@ def test_killed_conversion_leaves_complete_shards_and_resumes(tmp_path):
     assert all(after[name] == mtime for name, mtime in before.items())
     assert count_records(paths) == NUM_IMAGES
     assert sorted(p.name for p in output_dir.iterdir()) == sorted([*after, "val-conversion.json"])
+    # The same bytes as a conversion that was never interrupted.
+    fresh = convert.convert_split("coco", str(root), str(tmp_path / "fresh"), "val", NUM_SHARDS)
+    for path, fresh_path in zip(paths, fresh, strict=True):
+        assert pathlib.Path(path).read_bytes() == pathlib.Path(fresh_path).read_bytes(), path

@@ -125,3 +125,29 @@ def test_command_line(tmp_path):
     assert next(iter(tf.data.TFRecordDataset(str(tmp_path / "val-00000-of-00001.tfrecord")))) == (
         expected
     )
+
+
+def test_output_that_cannot_be_written_leaves_no_manifest(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="file/d: cannot create the output folder: "):
+        synthetic.generate(
+            str(tmp_path / "file" / "d"), num_train=1, num_val=1, height=16, width=16
+        )
+    # The disk fills up while the val shard is written, after the train shard.
+    encode = synthetic.encode_example
+
+    def disk_full_at_val(split, index, **kwargs):
+        if split == "val":
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        return encode(split, index, **kwargs)
+
+    monkeypatch.setattr(synthetic, "encode_example", disk_full_at_val)
+    directory = tmp_path / "d"
+    val_shard = directory / "val-00000-of-00001.tfrecord"
+    with pytest.raises(ValueError, match=f"{val_shard}: cannot write the shard: No space left"):
+        synthetic.generate(str(directory), num_train=1, num_val=1, height=16, width=16)
+    # No manifest, no temporary file: the dataset is generated again.
+    assert os.listdir(directory) == ["train-00000-of-00001.tfrecord"]
+    monkeypatch.setattr(synthetic, "encode_example", encode)
+    synthetic.ensure_dataset(str(directory), num_train=1, num_val=1, height=16, width=16)
+    assert (directory / synthetic.MANIFEST).exists() and val_shard.exists()

@@ -98,7 +98,12 @@ def test_exports_the_checkpoint_with_the_runs_settings(trained, tmp_path):
 
 def test_configuration_errors_exit_with_2(trained, tmp_path, capsys):
     _, checkpoint = trained
+    (tmp_path / "file").write_text("")
     bad = [
+        (
+            {"gin_files": GIN_FILES, "output": str(tmp_path / "file" / "out")},
+            f"error: {tmp_path / 'file'}: cannot create the parent folder of the SavedModel: ",
+        ),
         ({"gin_files": ["gin_configs/runs/cpu.gin"]}, "evaluate.model_fn"),
         ({"gin_files": GIN_FILES, "tflite_size": "33by41"}, "HEIGHTxWIDTH"),
         ({"gin_files": GIN_FILES, "canvas_sides": ["0"]}, "positive integers"),

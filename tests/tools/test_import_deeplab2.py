@@ -12,28 +12,36 @@ from swiderrnet_tf import common
 from swiderrnet_tf.tools import deeplab2_config
 from swiderrnet_tf.tools import import_deeplab2
 
-FIXTURE = pathlib.Path(__file__).parents[1] / "testdata" / "deeplab2_swidernet_tiny"
+TESTDATA = pathlib.Path(__file__).parents[1] / "testdata"
+FIXTURE = TESTDATA / "deeplab2_swidernet_tiny"
 CHECKPOINT = str(FIXTURE / "ckpt" / "ckpt-1000")
 CONFIG = str(FIXTURE / "config.textproto")
+# The same weights saved with per-variable optimizer slots (TF <= 2.10); its
+# README counts 664 keys, 368 of them slots. Reference outputs: FIXTURE's.
+LEGACY = TESTDATA / "deeplab2_swidernet_tiny_legacy_slots"
+LEGACY_SLOTS = 368
 
 
 def _relative_error(actual, reference):
     return np.abs(np.asarray(actual) - reference).max() / np.abs(reference).max()
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory):
+@pytest.fixture(scope="module", params=[FIXTURE, LEGACY], ids=["tf2.11_slots", "legacy_slots"])
+def imported(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("imported")
     report = import_deeplab2.import_checkpoint(
-        checkpoint=CHECKPOINT, config=CONFIG, output=str(out)
+        checkpoint=str(request.param / "ckpt" / "ckpt-1000"),
+        config=str(request.param / "config.textproto"),
+        output=str(out),
     )
-    return out, report
+    return out, report, request.param
 
 
 def test_import_reproduces_deeplab2_outputs(imported):
-    out, report = imported
+    out, report, fixture = imported
     meta = json.loads((FIXTURE / "meta.json").read_text())
     assert report["assigned"] == meta["n_model_variables"]
+    assert len(report["optimizer_slots"]) == (LEGACY_SLOTS if fixture == LEGACY else 0)
     model = import_deeplab2.load_imported(out)
     image = np.asarray(Image.open(FIXTURE / "input.png"))[None]
     outputs = model(image, training=False)
@@ -52,9 +60,10 @@ def test_import_reproduces_deeplab2_outputs(imported):
         assert _relative_error(actual, reference) < 1e-4, key
 
 
-def test_backbone_only_import(tmp_path):
+@pytest.mark.parametrize("fixture", [FIXTURE, LEGACY], ids=["tf2.11_slots", "legacy_slots"])
+def test_backbone_only_import(tmp_path, fixture):
     report = import_deeplab2.import_checkpoint(
-        checkpoint=str(FIXTURE / "ckpt"),  # a directory resolves to its latest checkpoint
+        checkpoint=str(fixture / "ckpt"),  # a directory resolves to its latest checkpoint
         backbone="swidernet_0.25_0.125_0.35",
         backbone_overrides={"output_stride": 16},
         backbone_only=True,
@@ -64,8 +73,10 @@ def test_backbone_only_import(tmp_path):
     assert any(key.startswith("semantic_decoder/") for key in report["skipped"])
     backbone = import_deeplab2.load_imported(tmp_path)
     image = np.asarray(Image.open(FIXTURE / "input.png"))[None]
-    reference = np.load(FIXTURE / "backbone_res5.npy")
-    assert _relative_error(backbone(image)["res5"], reference) < 1e-4
+    endpoints = backbone(image)
+    for name in ("res2", "res3", "res4", "res5"):
+        reference = np.load(FIXTURE / f"backbone_{name}.npy")
+        assert _relative_error(endpoints[name], reference) < 1e-4, name
 
 
 def test_mismatched_model_is_an_error_naming_the_variable(tmp_path):
@@ -141,6 +152,8 @@ def test_non_model_keys_are_skipped():
     for key in (
         "global_step/.ATTRIBUTES/VARIABLE_VALUE",
         "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE",
+        "encoder/_stage1/_block1/_conv1_bn_act/_batch_norm/beta/.OPTIMIZER_SLOT/optimizer/m"
+        "/.ATTRIBUTES/VARIABLE_VALUE",
     ):
         assert import_deeplab2.checkpoint_key_to_path(key) is None
 
@@ -175,26 +188,29 @@ def test_config_rejects_other_backbones(tmp_path):
         import_deeplab2.build_from_config(str(bad))
 
 
-def test_command_line(tmp_path):
+def _command_line(*arguments):
     import subprocess
     import sys
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "swiderrnet_tf.tools.import_deeplab2",
-            f"--checkpoint={CHECKPOINT}",
-            f"--config={CONFIG}",
-            f"--output={tmp_path}",
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "swiderrnet_tf.tools.import_deeplab2", *arguments],
         capture_output=True,
         text=True,
         cwd=pathlib.Path(__file__).parents[2],
         check=False,
     )
+
+
+def test_command_line_imports_a_checkpoint_with_legacy_slots(tmp_path):
+    result = _command_line(
+        f"--checkpoint={LEGACY / 'ckpt'}",
+        f"--config={LEGACY / 'config.textproto'}",
+        f"--output={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr
     assert "imported 288 variables" in result.stdout
+    assert f"and {LEGACY_SLOTS} per-variable optimizer slots skipped" in result.stdout
     report = (tmp_path / "import_report.txt").read_text()
     assert "global_step" in report
+    assert f"skipped per-variable optimizer slots (.OPTIMIZER_SLOT): {LEGACY_SLOTS}" in report
     shutil.rmtree(tmp_path)

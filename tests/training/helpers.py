@@ -9,9 +9,11 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from swiderrnet_tf import common
 from swiderrnet_tf.data import pipeline
 from swiderrnet_tf.data import synthetic
-from swiderrnet_tf.training import configurables  # noqa: F401  (registers gin names)
+from swiderrnet_tf.losses import panoptic_losses
+from swiderrnet_tf.training import gin_registry  # noqa: F401  (registers gin names)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_GIN = "tests/training/tiny.gin"
@@ -56,6 +58,25 @@ def fixed_batch_dataset(
         batch_size=1,
     ).take(batch_size)
     return examples.unbatch().cache().repeat().batch(per_replica, drop_remainder=True)
+
+
+@gin.configurable(denylist=["ignore_label"])
+def loss_with_nan_at_step(*, ignore_label, step):
+    """The panoptic loss, whose total is NaN at the `step`-th training step (1-based).
+
+    Fault injection for the tests: it counts its own calls (one per step).
+    """
+    loss = panoptic_losses.PanopticLoss(ignore_label=ignore_label)
+    calls = tf.Variable(0, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def poisoned(features, outputs):
+        losses = dict(loss(features, outputs))
+        calls.assign_add(1)
+        total = losses[common.TOTAL_LOSS]
+        losses[common.TOTAL_LOSS] = tf.where(tf.equal(calls, step), float("nan"), total)
+        return losses
+
+    return poisoned
 
 
 def subprocess_env(**extra) -> dict:

@@ -28,6 +28,9 @@ def clear_gin():
 
 def _check_model_bindings():
     """Resolves the bound backbone and head options as the model would."""
+    classifier = gin.get_bindings("build_classifier")
+    if classifier:
+        registry.backbone_args(classifier["backbone"])
     bindings = gin.get_bindings("build_panoptic_deeplab")
     if not bindings:
         return
@@ -43,11 +46,9 @@ def test_every_gin_file_parses_and_checks(path):
     bindings = ["DATA_DIR = '/data/somewhere'"]
     if "BACKBONE = %gin.REQUIRED" in path.read_text():
         bindings.append("BACKBONE = 'swidernet_1_1_4'")
+    if "INIT_CHECKPOINT = %gin.REQUIRED" in path.read_text():
+        bindings.append("INIT_CHECKPOINT = '/runs/somewhere'")
     gin_config.parse([str(path)], bindings)
-    if path.name == "imagenet_pretrain.gin":
-        with pytest.raises(ValueError, match="ImageNet classification pretraining.*not supported"):
-            gin_config.check_config(train_cli._entry_points("train_and_eval"))
-        return
     if path.parent == GIN_DIR:
         gin_config.check_config(train_cli._entry_points("train_and_eval"))
     _check_model_bindings()
@@ -85,6 +86,19 @@ def test_paper_recipes_are_bound():
         "drop_path_keep_prob"
     ] == pytest.approx(0.8)
     assert gin.get_bindings("build_dataset")["autoaugment"] is True
+
+
+def test_mapillary_chain_fine_tunes_all_but_heads_with_the_cityscapes_recipe():
+    gin_config.parse(["gin_configs/cityscapes_strong.gin"], ["DATA_DIR = 'x'"])
+    recipe = gin.get_bindings("train")
+    gin_config.parse(["gin_configs/cityscapes_strong_from_mapillary.gin"], ["DATA_DIR = 'x'"])
+    with pytest.raises(ValueError, match=r"train.init_checkpoint \(macro INIT_CHECKPOINT"):
+        gin_config.check_config(train_cli._entry_points("train"))
+    chain = gin.get_bindings("train")
+    assert chain.pop("init_scope") == "all_but_heads"
+    assert chain.pop("init_checkpoint") is gin.REQUIRED and recipe.pop("init_checkpoint") is None
+    assert chain == recipe
+    assert gin.get_bindings("build_panoptic_deeplab")["backbone"] == "swidernet_1_1_4.5"
 
 
 def _run(tmp_path, gin_files, *bindings, mode="train"):

@@ -120,3 +120,53 @@ def test_jax_backend_gives_the_hand_values():
     assert output["backend"] == "jax"
     for step, value in output["values"].items():
         np.testing.assert_allclose(value, HAND_VALUES[int(step)], rtol=1e-5, atol=1e-12)
+
+
+def test_step_schedule_follows_the_tpu_resnet_reference_by_hand():
+    # The reference at batch 1024: 1251 steps per epoch, warmup 5 epochs,
+    # x0.1 at epochs 30, 60, 80; base rate 0.1 * 1024 / 256 = 0.4.
+    schedule = schedules.build_schedule(
+        "step",
+        learning_rate=0.4,
+        num_steps=112590,
+        warmup_steps=6255,
+        step_boundaries=(37530, 75060, 100080),
+        step_factors=(0.1, 0.01, 0.001),
+    )
+    hand = {0: 0.0, 3000: 0.4 * 3000 / 6255, 6255: 0.4, 37529: 0.4, 37530: 0.04}
+    hand |= {75060: 0.004, 100079: 0.004, 100080: 0.0004, 112590: 0.0004}
+    for step, expected in hand.items():
+        assert _value(schedule, step) == pytest.approx(expected, rel=1e-6, abs=1e-12), step
+    assert schedules.StepDecayWithWarmup.from_config(schedule.get_config()).boundaries == [
+        37530,
+        75060,
+        100080,
+    ]
+
+
+def test_cosine_schedule_by_hand():
+    schedule = schedules.build_schedule("cosine", learning_rate=1.0, num_steps=100, warmup_steps=10)
+    # 0.5 * (1 + cos(pi * t / 100)) of the absolute step after the warmup.
+    hand = {
+        5: 0.5,
+        10: 0.5 * (1 + np.cos(0.1 * np.pi)),
+        50: 0.5,
+        75: 0.5 * (1 - 0.5**0.5),
+        100: 0.0,
+    }
+    for step, expected in hand.items():
+        assert _value(schedule, step) == pytest.approx(expected, rel=1e-5, abs=1e-7), step
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        (dict(step_boundaries=(10, 20), step_factors=(0.1,)), "2 step boundaries"),
+        (dict(step_boundaries=(20, 10), step_factors=(0.1, 0.01)), "must increase"),
+        (dict(kind="linear"), "train.lr_schedule must be one of"),
+    ],
+)
+def test_bad_step_settings_are_named(kwargs, named):
+    kind = kwargs.pop("kind", "step")
+    with pytest.raises(ValueError, match=named):
+        schedules.build_schedule(kind, learning_rate=0.1, num_steps=100, **kwargs)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from swiderrnet_tf import evaluate as evaluate_cli
 from swiderrnet_tf import train as train_cli
 from swiderrnet_tf.training import checkpointing
+from swiderrnet_tf.training import errors
 from swiderrnet_tf.training import gin_config
 from swiderrnet_tf.training import trainer
 from tests.training import helpers
@@ -33,8 +34,9 @@ def _train(tiny_data, model_dir, *bindings):
 def test_nan_stops_cleanly_and_resuming_matches_an_uninterrupted_run(
     tiny_data, straight_run, tmp_path
 ):
-    with pytest.raises(trainer.NonFiniteLossError) as error:
-        _train(tiny_data, tmp_path, *helpers.COMPARABLE, "train.nan_at_step = 5")
+    poison = ("train.loss_fn = @loss_with_nan_at_step", "loss_with_nan_at_step.step = 5")
+    with pytest.raises(errors.NonFiniteError) as error:
+        _train(tiny_data, tmp_path, *helpers.COMPARABLE, *poison)
     last_good = os.path.join(str(tmp_path), "ckpt-3")
     assert error.value.step == 5
     assert error.value.last_checkpoint == last_good

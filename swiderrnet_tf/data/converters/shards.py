@@ -1,14 +1,23 @@
 """Writes examples into sharded TFRecords, in parallel, safely resumable.
 
 Shards are named `{split}-{i:05d}-of-{n:05d}.tfrecord`, as deeplab2 names
-them. Each shard is written by one process under a temporary name and renamed
+them (or with another suffix: none for the TPU reference's ImageNet files).
+Each shard is written by one process under a temporary name and renamed
 once complete (after an fsync on local disks), so a run that is killed leaves
 only complete shards; running the same conversion again skips them and writes
 the rest. A small `{split}-conversion.json` records what the shards hold, so
 a re-run with other inputs or settings fails instead of mixing two
 conversions in one directory.
 
-Output paths go through `tf.io.gfile`, so `gs://` directories work.
+Workers stop when the converting process dies, even by kill -9: each one
+watches its parent and exits (removing its unfinished shard) within
+`_WATCH_INTERVAL_S` of its death, so no orphan keeps converting, holding
+memory or writing into the output directory.
+
+Output paths go through `tf.io.gfile`, so `gs://` directories work. A shard,
+the manifest or the directory that cannot be written raises
+`cli.FileAccessError` naming the path and the cause (a full disk, permission
+denied, a parent that is a regular file).
 """
 
 import concurrent.futures
@@ -19,17 +28,23 @@ import os
 import queue
 import re
 import sys
+import threading
 import time
 
 import tensorflow as tf
 from absl import logging
 
-_TMP_SUFFIX = ".tmp"
+from swiderrnet_tf import cli
+from swiderrnet_tf import fileio
+
+_WATCH_INTERVAL_S = 0.25
 _progress_queue = None
+# The temporary shard this worker is writing, removed if its parent dies.
+_writing = None
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+def shard_name(split: str, index: int, num_shards: int, suffix: str = ".tfrecord") -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}{suffix}"
 
 
 def split_evenly(items: list, num_shards: int) -> list[list]:
@@ -77,9 +92,21 @@ class Progress:
         self._stream.flush()
 
 
-def _init_worker(progress_queue) -> None:
+def _init_worker(progress_queue, parent_pid: int) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    threading.Thread(
+        target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True
+    ).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Ends this worker once `parent_pid` is no longer its parent (it died)."""
+    while os.getppid() == parent_pid:
+        time.sleep(_WATCH_INTERVAL_S)
+    if _writing is not None:
+        fileio.remove_quietly(_writing)
+    os._exit(1)
 
 
 def write_shard(path: str, items: list, convert_fn) -> str:
@@ -92,29 +119,32 @@ def write_shard(path: str, items: list, convert_fn) -> str:
 
     Returns:
       `path`.
+
+    Raises:
+      cli.FileAccessError: When the shard cannot be written.
     """
-    tmp_path = f"{path}{_TMP_SUFFIX}-{os.getpid()}"
+    global _writing
+    tmp_path = _writing = fileio.temporary_path(path)
     try:
-        with tf.io.TFRecordWriter(tmp_path) as writer:
-            for item in items:
-                writer.write(convert_fn(item))
-                if _progress_queue is not None:
-                    _progress_queue.put(1)
+        with cli.file_access(path, "write the shard"):
+            with tf.io.TFRecordWriter(tmp_path) as writer:
+                for item in items:
+                    writer.write(convert_fn(item))
+                    if _progress_queue is not None:
+                        _progress_queue.put(1)
+            fileio.commit(tmp_path, path)
     except BaseException:
-        tf.io.gfile.remove(tmp_path)
+        fileio.remove_quietly(tmp_path)
         raise
-    if "://" not in tmp_path:
-        # The rename must not reach the disk before the data does.
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-    tf.io.gfile.rename(tmp_path, path, overwrite=True)
+    finally:
+        _writing = None
     return path
 
 
-def _check_manifest(output_dir: str, split: str, manifest: dict) -> None:
+def _check_manifest(output_dir: str, split: str, manifest: dict, suffix: str) -> None:
     """Writes the manifest, or checks that existing shards match it."""
     manifest_path = os.path.join(output_dir, f"{split}-conversion.json")
-    pattern = re.compile(re.escape(split) + r"-\d{5}-of-\d{5}\.tfrecord")
+    pattern = re.compile(re.escape(split) + r"-\d{5}-of-\d{5}" + re.escape(suffix))
     existing = [name for name in tf.io.gfile.listdir(output_dir) if pattern.fullmatch(name)]
     if tf.io.gfile.exists(manifest_path):
         with tf.io.gfile.GFile(manifest_path, "r") as f:
@@ -131,10 +161,8 @@ def _check_manifest(output_dir: str, split: str, manifest: dict) -> None:
             f"{output_dir} holds {split!r} shards ({existing[0]}, ...) but no {manifest_path}; "
             f"remove them or choose another output directory"
         )
-    tmp_path = manifest_path + _TMP_SUFFIX
-    with tf.io.gfile.GFile(tmp_path, "w") as f:
+    with fileio.atomic_write(manifest_path) as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
-    tf.io.gfile.rename(tmp_path, manifest_path, overwrite=True)
 
 
 def write_sharded(
@@ -147,6 +175,7 @@ def write_sharded(
     num_shards: int,
     num_workers: int,
     settings: dict,
+    suffix: str = ".tfrecord",
 ) -> list[str]:
     """Converts `items` into `num_shards` shards, skipping complete ones.
 
@@ -160,23 +189,27 @@ def write_sharded(
       num_workers: Processes; 1 converts in this process.
       settings: Anything else that changes the records (dataset, resizing),
         compared with the settings of earlier runs in `output_dir`.
+      suffix: End of the shard names.
 
     Returns:
       The paths of all shards.
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    tf.io.gfile.makedirs(output_dir)
+    fileio.make_dirs(output_dir, "output folder")
     names_digest = hashlib.sha256("\n".join(item_names).encode("utf-8")).hexdigest()
     manifest = dict(
         settings, split=split, num_shards=num_shards, num_items=len(items), items=names_digest
     )
-    _check_manifest(output_dir, split, manifest)
-    for stale in tf.io.gfile.glob(os.path.join(output_dir, f"{split}-*{_TMP_SUFFIX}-*")):
+    _check_manifest(output_dir, split, manifest, suffix)
+    for stale in tf.io.gfile.glob(os.path.join(output_dir, f"{split}-*{fileio.TMP_INFIX}*")):
         tf.io.gfile.remove(stale)
 
     chunks = split_evenly(items, num_shards)
-    paths = [os.path.join(output_dir, shard_name(split, i, num_shards)) for i in range(num_shards)]
+    paths = [
+        os.path.join(output_dir, shard_name(split, i, num_shards, suffix))
+        for i in range(num_shards)
+    ]
     todo = [(p, c) for p, c in zip(paths, chunks, strict=True) if not tf.io.gfile.exists(p)]
     skipped = num_shards - len(todo)
     if skipped:
@@ -200,7 +233,7 @@ def _write_in_processes(todo, convert_fn, num_workers, progress) -> None:
         max_workers=num_workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(progress_queue,),
+        initargs=(progress_queue, os.getpid()),
     ) as pool:
         futures = [pool.submit(write_shard, path, chunk, convert_fn) for path, chunk in todo]
         pending = set(futures)
