@@ -197,7 +197,9 @@ def table(rows, markdown: bool = False) -> str:
         lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
         return "\n".join(lines)
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in cells)
+    return "\n".join(
+        "  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells
+    )
 
 
 def configurations(variants, crop, batch, precisions, recompute, **common) -> list[dict]:
@@ -247,7 +249,9 @@ def main(argv):
         try:
             head_options = json.loads(FLAGS.head_options)
         except json.JSONDecodeError as error:
-            raise ValueError(f"--head_options: not JSON ({error}): {FLAGS.head_options!r}") from None
+            raise ValueError(
+                f"--head_options: not JSON ({error}): {FLAGS.head_options!r}"
+            ) from None
         if not isinstance(head_options, dict):
             raise ValueError(f"--head_options: expected a JSON object, got {FLAGS.head_options!r}")
         configs = configurations(

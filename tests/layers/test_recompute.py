@@ -130,7 +130,9 @@ def test_recomputed_blocks_give_the_gradients_and_statistics_of_plain_ones(polic
     # bfloat16 (8-bit mantissa) one rounding step, 2^-7.
     tolerance = 1e-5 if policy == "float32" else 2**-7
     for i, (a, b) in enumerate(zip(recomputed[0], plain[0], strict=True)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=tolerance * np.abs(b).max() + 1e-12, err_msg=i)
+        np.testing.assert_allclose(
+            a, b, rtol=0, atol=tolerance * np.abs(b).max() + 1e-12, err_msg=i
+        )
     assert len(plain[1]) == 8  # 4 batch norms
     for i, (a, b) in enumerate(zip(recomputed[1], plain[1], strict=True)):
         np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=f"moving statistics {i}")

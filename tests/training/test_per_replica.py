@@ -29,7 +29,9 @@ def results(tmp_path_factory):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return {name: dict(np.load(out / f"{name}.npz")) for name in ("masks", "batch_norm", "recompute")}
+    return {
+        name: dict(np.load(out / f"{name}.npz")) for name in ("masks", "batch_norm", "recompute")
+    }
 
 
 @pytest.mark.parametrize("mode", ["function", "xla"])
@@ -80,7 +82,9 @@ def test_recomputed_blocks_match_plain_blocks_on_each_replica(results, sync):
         # only (observed bitwise equal). A second moving-average update or
         # another drop-path mask changes values by percents.
         scale = np.abs(plain).max()
-        np.testing.assert_allclose(recomputed, plain, rtol=0, atol=1e-5 * scale + 1e-12, err_msg=key)
+        np.testing.assert_allclose(
+            recomputed, plain, rtol=0, atol=1e-5 * scale + 1e-12, err_msg=key
+        )
     # Replicas saw different images: their gradients differ, their statistics do not.
     grads = [k for k in plain_keys if "_grad" in k]
     assert any(not np.allclose(rec[k][0], rec[k][1]) for k in grads)
