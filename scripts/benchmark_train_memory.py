@@ -29,6 +29,7 @@ stride such as 8). RAM is not reserved: run a large configuration alone.
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,7 @@ COLUMNS = (
     "recomputed_blocks",
     "params_m",
     "state_gib",
+    "built_gib",
     "peak_gib",
     "first_s",
     "step_s",
@@ -127,6 +129,7 @@ def measure_in_process(config: dict) -> dict:
     loss_fn = panoptic_losses.PanopticLoss()
     images, targets = _targets(config["batch"], height, width, config["num_classes"])
     variables = model.trainable_variables
+    built_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     @tf.function
     def step():
@@ -148,6 +151,7 @@ def measure_in_process(config: dict) -> dict:
         "recomputed_blocks": f"{sum(b.recompute for b in blocks)}/{len(blocks)}",
         "params_m": params / 1e6,
         "state_gib": 16 * params / 1024**3,
+        "built_gib": built_kib / _KIB_PER_GIB,
         "first_s": walls[0],
         "step_s": statistics.median(walls[1:]),
         "step_cpu_s": statistics.median(cpus[1:]),

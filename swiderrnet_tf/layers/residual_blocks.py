@@ -9,12 +9,9 @@ squeeze-and-excitation, then drop path, then the addition. No ReLU after the
 addition: the next block applies it.
 
 With `recompute=True` a block keeps only its input for the backward pass and
-recomputes everything else there (`keras.remat`: `tf.recompute_grad` under
-TensorFlow, `jax.checkpoint` under JAX), as deeplab2's
-`conv_use_recompute_grad`. The recomputed function is pure: its drop-path seed
-is drawn before it, so the recomputation draws the same masks, and its batch
-norms hand their batch moments out instead of updating their moving
-statistics, which the block then updates once per step.
+recomputes everything else there (`layers.recompute`), as deeplab2's
+`conv_use_recompute_grad`. Its drop-path seed is drawn before the recomputed
+function, so that the recomputation draws the same masks.
 
 Deviations from the paper:
   1. Where a block both strides and changes channels the projection shortcut
@@ -27,7 +24,7 @@ from keras import ops
 
 from swiderrnet_tf.layers import conv_bn
 from swiderrnet_tf.layers import drop_path
-from swiderrnet_tf.layers import normalization
+from swiderrnet_tf.layers import recompute
 from swiderrnet_tf.layers import squeeze_excite as squeeze_excite_lib
 
 
@@ -112,18 +109,7 @@ class _WideResidualBlock(keras.layers.Layer):
             return self._forward(inputs, training, None)
         # Drawn here, outside the recomputed function: both passes use these masks.
         seed = self.drop_path.draw_seed() if self.drop_path.active else None
-        batch_norms = []
-
-        def forward(x):
-            with normalization.defer_moving_statistics() as deferred:
-                y = self._forward(x, True, seed)
-            batch_norms[:] = deferred.layers
-            return [y] + [ops.stop_gradient(m) for m in deferred.moments]
-
-        outputs = keras.remat(forward)(inputs)
-        # Once, from the first pass; the recomputation's moments are discarded.
-        normalization.apply_moving_statistics(batch_norms, outputs[1:])
-        return outputs[0]
+        return recompute.call(lambda x: self._forward(x, True, seed), inputs)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
