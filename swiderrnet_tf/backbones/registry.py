@@ -35,6 +35,7 @@ OPTIONS = (
     "drop_path_schedule",
     "classification_classes",
     "sync_batch_norm",
+    "recompute",
     "name",
 )
 
@@ -87,7 +88,7 @@ def create_backbone(name: str, **overrides) -> swidernet.SWideRNet:
     Args:
       name: A name from `list_backbones()`.
       **overrides: Any of `OPTIONS`, e.g. `layout="deeplab2"`, `sac=False`,
-        `output_stride=32`, `drop_path_keep_prob=0.8`.
+        `output_stride=32`, `drop_path_keep_prob=0.8`, `recompute="blocks"`.
 
     Returns:
       The `SWideRNet` model.

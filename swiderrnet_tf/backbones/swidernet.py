@@ -20,6 +20,8 @@ Deviations from the paper:
   3. The classification head returns logits; the softmax belongs to the loss.
   4. The deeplab2 layout uses deeplab2's hard-sigmoid slope (0.16667) in SE,
      the paper layout the paper's 1/6 (see `layers.squeeze_excite`).
+  5. Activation recomputation (`recompute`, deeplab2's
+     `conv_use_recompute_grad`) is off by default.
 """
 
 import keras
@@ -29,6 +31,33 @@ from swiderrnet_tf.backbones import block_plan
 from swiderrnet_tf.layers import conv_bn
 from swiderrnet_tf.layers import residual_blocks
 from swiderrnet_tf.layers import squeeze_excite as squeeze_excite_lib
+
+RECOMPUTE_MODES = ("off", "blocks")
+RECOMPUTE_STRIDES = (2, 4, 8, 16, 32)
+
+
+def recompute_from_stride(recompute) -> int | None:
+    """Smallest stage stride whose blocks are recomputed (None: none are).
+
+    Args:
+      recompute: `off`, `blocks` (every residual block, as deeplab2's
+        SWideRNet), or a stride S of `RECOMPUTE_STRIDES`: the blocks of the
+        stages at stride S and beyond (stage k is at stride 2^k: 2 for stage 1,
+        32 for stage 5, whatever the output stride).
+
+    Raises:
+      ValueError: On any other value.
+    """
+    if recompute == "off":
+        return None
+    if recompute == "blocks":
+        return RECOMPUTE_STRIDES[0]
+    if not isinstance(recompute, bool) and recompute in RECOMPUTE_STRIDES:
+        return int(recompute)
+    raise ValueError(
+        f"backbone option recompute={recompute!r}: expected one of {list(RECOMPUTE_MODES)} "
+        f"or a stage stride in {list(RECOMPUTE_STRIDES)}"
+    )
 
 
 def _pool(x):
@@ -58,6 +87,8 @@ class SWideRNet(keras.Model):
       classification_classes: Size of the ImageNet head (global pool + dense on
         res5); 0 for no head.
       sync_batch_norm: Synchronise BN statistics across replicas.
+      recompute: Recompute residual blocks' activations in the backward pass:
+        `off`, `blocks` or a stage stride (see `recompute_from_stride`).
       **kwargs: `name`, `trainable`, passed to `keras.Model`.
     """
 
@@ -76,8 +107,10 @@ class SWideRNet(keras.Model):
         drop_path_schedule: str = "constant",
         classification_classes: int = 0,
         sync_batch_norm: bool = False,
+        recompute="off",
         **kwargs,
     ):
+        recompute_from = recompute_from_stride(recompute)
         plan = block_plan.make_plan(
             w1,
             w2,
@@ -112,6 +145,7 @@ class SWideRNet(keras.Model):
                 se_gate_scale=se_gate_scale,
                 drop_path_keep_prob=spec.drop_path_keep_prob,
                 sync_batch_norm=sync_batch_norm,
+                recompute=recompute_from is not None and 2**spec.stage >= recompute_from,
                 name=spec.name,
             )
             if spec.kind == "basic":
@@ -153,6 +187,7 @@ class SWideRNet(keras.Model):
         self.drop_path_schedule = drop_path_schedule
         self.classification_classes = classification_classes
         self.sync_batch_norm = sync_batch_norm
+        self.recompute = recompute
         self.plan = plan
 
     def get_config(self):
@@ -171,6 +206,7 @@ class SWideRNet(keras.Model):
             "drop_path_schedule": self.drop_path_schedule,
             "classification_classes": self.classification_classes,
             "sync_batch_norm": self.sync_batch_norm,
+            "recompute": self.recompute,
         }
 
     @classmethod

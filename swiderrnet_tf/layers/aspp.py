@@ -9,12 +9,14 @@ Deviations from deeplab2:
      window fixed by the training crop, which equals global pooling at the crop
      size but breaks other input sizes.
   2. The atrous convolutions may be depthwise-separable (the fast regime).
+  3. The dropout masks differ between replicas (`replica_random.Dropout`).
 """
 
 import keras
 from keras import ops
 
 from swiderrnet_tf.layers import conv_bn
+from swiderrnet_tf.layers import replica_random
 
 
 @keras.saving.register_keras_serializable(package="swiderrnet_tf")
@@ -75,7 +77,7 @@ class ASPP(keras.layers.Layer):
             setattr(self, f"aspp_conv{i + 1}", layer)
         self.pool_conv_bn_act = one_by_one("aspp_pool")
         self.proj_conv_bn_act = one_by_one("proj_conv_bn_act")
-        self.proj_dropout = keras.layers.Dropout(dropout, name="proj_dropout", dtype=policy)
+        self.proj_dropout = replica_random.Dropout(dropout, name="proj_dropout", dtype=policy)
 
     @property
     def atrous_convs(self):

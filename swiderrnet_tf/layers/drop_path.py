@@ -3,10 +3,18 @@
 The SWideRNet paper trains with a constant survival probability of 0.8;
 deeplab2's SWideRNet configs decrease it linearly by stage. Both schedules are
 offered by `keep_prob_for_stage`.
+
+Deviations from Keras' random layers:
+  1. The masks differ between replicas under `tf.distribute` (the seed has the
+     replica id folded in, see `replica_random`).
+  2. The seed can be drawn before the call (`draw_seed`) and passed in, so that
+     a recomputed forward pass draws the same masks as the first one.
 """
 
 import keras
 from keras import ops
+
+from swiderrnet_tf.layers import replica_random
 
 SCHEDULES = ("constant", "linear")
 
@@ -50,13 +58,23 @@ class DropPath(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if keep_prob < 1.0 else None
 
-    def call(self, inputs, training=None):
-        if not training or self.keep_prob == 1.0:
+    @property
+    def active(self) -> bool:
+        """Whether the layer drops anything in training."""
+        return self.keep_prob < 1.0
+
+    def draw_seed(self):
+        """The seed of one training call's masks `[2]`; advances the layer's generator."""
+        return replica_random.draw_seed(self.seed_generator)
+
+    def call(self, inputs, training=None, seed=None):
+        """Applies the masks; `seed` from `draw_seed` (None: draw one now)."""
+        if not training or not self.active:
             return inputs
+        if seed is None:
+            seed = self.draw_seed()
         shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
-        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=inputs.dtype)
-        mask = ops.floor(self.keep_prob + noise)  # [batch, 1, ...]: 1 with p = keep_prob
-        return inputs * mask / self.keep_prob
+        return inputs * replica_random.keep_mask(shape, self.keep_prob, seed, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -8,6 +8,11 @@ to zero (the block starts as an identity, Goyal et al. 2017), then
 squeeze-and-excitation, then drop path, then the addition. No ReLU after the
 addition: the next block applies it.
 
+With `recompute=True` a block keeps only its input for the backward pass and
+recomputes everything else there (`layers.recompute`), as deeplab2's
+`conv_use_recompute_grad`. Its drop-path seed is drawn before the recomputed
+function, so that the recomputation draws the same masks.
+
 Deviations from the paper:
   1. Where a block both strides and changes channels the projection shortcut
      strides too; the paper's strided identity shortcuts add no parameters, as
@@ -19,6 +24,7 @@ from keras import ops
 
 from swiderrnet_tf.layers import conv_bn
 from swiderrnet_tf.layers import drop_path
+from swiderrnet_tf.layers import recompute
 from swiderrnet_tf.layers import squeeze_excite as squeeze_excite_lib
 
 
@@ -34,6 +40,7 @@ class _WideResidualBlock(keras.layers.Layer):
         se_gate_scale: float = squeeze_excite_lib.PAPER_GATE_SCALE,
         drop_path_keep_prob: float = 1.0,
         sync_batch_norm: bool = False,
+        recompute: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -44,6 +51,7 @@ class _WideResidualBlock(keras.layers.Layer):
         self.se_gate_scale = se_gate_scale
         self.drop_path_keep_prob = drop_path_keep_prob
         self.sync_batch_norm = sync_batch_norm
+        self.recompute = recompute
         self.shortcut = None
         if squeeze_excite:
             self.squeeze_and_excite = squeeze_excite_lib.SqueezeExcite(
@@ -82,7 +90,7 @@ class _WideResidualBlock(keras.layers.Layer):
         if self.squeeze_excite:
             self.squeeze_and_excite.build(shape)
 
-    def call(self, inputs, training=None):
+    def _forward(self, inputs, training, seed):
         x = ops.relu(inputs)
         if self.shortcut is not None:
             shortcut = self.shortcut(x, training=training)
@@ -93,8 +101,15 @@ class _WideResidualBlock(keras.layers.Layer):
         y = self._branch(x, training)
         if self.squeeze_excite:
             y = self.squeeze_and_excite(y)
-        y = self.drop_path(y, training=training)
+        y = self.drop_path(y, training=training, seed=seed)
         return y + shortcut
+
+    def call(self, inputs, training=None):
+        if not (training and self.recompute):
+            return self._forward(inputs, training, None)
+        # Drawn here, outside the recomputed function: both passes use these masks.
+        seed = self.drop_path.draw_seed() if self.drop_path.active else None
+        return recompute.call(lambda x: self._forward(x, True, seed), inputs)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -112,6 +127,7 @@ class _WideResidualBlock(keras.layers.Layer):
             "se_gate_scale": self.se_gate_scale,
             "drop_path_keep_prob": self.drop_path_keep_prob,
             "sync_batch_norm": self.sync_batch_norm,
+            "recompute": self.recompute,
         }
 
 
@@ -135,6 +151,7 @@ class BasicBlock(_WideResidualBlock):
       se_gate_scale: Slope of the squeeze-and-excitation hard sigmoid.
       drop_path_keep_prob: Survival probability of the branch in training.
       sync_batch_norm: Synchronise BN statistics across replicas.
+      recompute: Recompute the block's activations in the backward pass.
     """
 
     def __init__(
@@ -194,6 +211,7 @@ class BottleneckBlock(_WideResidualBlock):
       se_gate_scale: Slope of the squeeze-and-excitation hard sigmoid.
       drop_path_keep_prob: Survival probability of the branch in training.
       sync_batch_norm: Synchronise BN statistics across replicas.
+      recompute: Recompute the block's activations in the backward pass.
     """
 
     def __init__(self, filters, switchable_atrous: bool = False, **kwargs):

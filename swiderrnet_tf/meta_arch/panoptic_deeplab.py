@@ -240,7 +240,7 @@ def build_panoptic_deeplab(
         head convolutions).
       output_stride: Backbone output stride (8, 16 or 32); sets the ASPP rates.
       backbone_options: Overrides for `create_backbone` when `backbone` is a name,
-        e.g. `{"layout": "deeplab2", "drop_path_keep_prob": 0.8}`.
+        e.g. `{"layout": "deeplab2", "drop_path_keep_prob": 0.8, "recompute": "blocks"}`.
       **overrides: Head options, see `HEAD_DEFAULTS` and `SHORTHANDS`.
 
     Returns:

@@ -4,6 +4,9 @@
         Splits the CPU into two logical devices and trains the comparable setup
         of the tests' one-device reference run (six steps, ckpt-3 and ckpt-6)
         under MirroredStrategy over both; the checkpoints land in OUT/mirrored.
+    python tests/training/distributed_run.py mirrored_unsync OUT DATA_DIR
+        The same over two devices for three steps, batch norm not synchronised
+        (`train.sync_batch_norm = False`); ckpt-3 lands in OUT/mirrored_unsync.
     TF_CONFIG=... python tests/training/distributed_run.py worker OUT DATA_DIR
         One worker of a MultiWorkerMirroredStrategy run (the strategy comes from
         TF_CONFIG as in the trainer's CLI), in mixed_float16 with loss scaling
@@ -27,6 +30,11 @@ from swiderrnet_tf import gin_config  # noqa: E402
 from swiderrnet_tf.training import trainer  # noqa: E402
 from tests.training import helpers  # noqa: E402
 
+# Three steps with batch norm per replica (shared with the one-device run it
+# is compared with, which accumulates two micro-batches instead).
+SHORT = ("train.num_steps = 3", "train.checkpoint_every_n_steps = 3")
+UNSYNC = (*SHORT, "train.sync_batch_norm = False")
+
 
 def _parse(data_dir, *extra):
     gin_config.parse([helpers.TINY_GIN], [f"DATA_DIR = '{data_dir}'", *extra])
@@ -34,14 +42,15 @@ def _parse(data_dir, *extra):
 
 def main(kind: str, out: str, data_dir: str) -> None:
     logging.set_verbosity(logging.INFO)
-    if kind == "mirrored":
+    if kind in ("mirrored", "mirrored_unsync"):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
         )
-        _parse(data_dir, *helpers.COMPARABLE)
+        extra = UNSYNC if kind == "mirrored_unsync" else ()
+        _parse(data_dir, *helpers.COMPARABLE, *extra)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        trainer.train(strategy=mirrored, model_dir=os.path.join(out, "mirrored"))
+        trainer.train(strategy=mirrored, model_dir=os.path.join(out, kind))
     elif kind == "worker":
         strategy = distribution.create_strategy()
         _parse(
