@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from swiderrnet_tf.training import gin_config
+from swiderrnet_tf import gin_config
 from swiderrnet_tf.training import trainer
 from tests.training import distributed_run
 from tests.training import helpers
