@@ -9,6 +9,10 @@ model. The gin files are those of the training run (the model and the
 `evaluate.*` settings); the results are printed and written as JSON into
 `--output_dir` (default: `eval/` beside the checkpoint).
 
+`--precision=bfloat16` builds the network in bfloat16 (see
+`swiderrnet_tf.inference.precision`); on hardware without bfloat16 it falls
+back to float32 with a warning, unless `--allow_emulated_bfloat16`.
+
 Exit status: 0 when done, 2 on a configuration, checkpoint, data or output
 error (one line on stderr naming the file or setting).
 """
@@ -20,8 +24,10 @@ import sys
 import tensorflow as tf
 from absl import app
 from absl import flags
+from absl import logging
 
 from swiderrnet_tf import cli
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.training import distribution
 from swiderrnet_tf.training import eval_loop
 from swiderrnet_tf.training import gin_config
@@ -37,13 +43,36 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, run folder, or .weights.h5 file.")
     flags.DEFINE_string("output_dir", None, "Folder for the results (default: <run folder>/eval).")
     flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or `local` on a TPU VM.")
+    flags.DEFINE_string(
+        "precision",
+        "float32",
+        f"One of {precision_lib.PRECISIONS}: the network's compute precision (bfloat16 falls "
+        "back to float32 where the hardware lacks it).",
+    )
+    flags.DEFINE_boolean(
+        "allow_emulated_bfloat16",
+        False,
+        "Run bfloat16 even where the hardware lacks it (slower; to check its accuracy).",
+    )
 
 
-def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) -> int:
+def run(
+    *,
+    gin_files,
+    checkpoint,
+    gin_bindings=(),
+    output_dir=None,
+    tpu=None,
+    precision="float32",
+    allow_emulated_bfloat16=False,
+) -> int:
     """Evaluates `checkpoint`; returns the exit status."""
     try:
         if not checkpoint:
             raise ValueError("--checkpoint is required")
+        precision = precision_lib.resolve_precision(
+            precision, allow_emulated=allow_emulated_bfloat16
+        )
         gin_config.parse(gin_files, gin_bindings)
         passed = (
             "strategy",
@@ -60,15 +89,21 @@ def run(*, gin_files, checkpoint, gin_bindings=(), output_dir=None, tpu=None) ->
         return 2
     model_dir = checkpoint if tf.io.gfile.isdir(checkpoint) else os.path.dirname(checkpoint)
     strategy = distribution.create_strategy(tpu)
-    return cli.run_main(
-        functools.partial(
-            eval_loop.evaluate,
-            strategy=strategy,
-            model_dir=model_dir,
-            checkpoint=checkpoint,
-            output_dir=output_dir,
-        )
+    evaluation = functools.partial(
+        eval_loop.evaluate,
+        strategy=strategy,
+        model_dir=model_dir,
+        checkpoint=checkpoint,
+        output_dir=output_dir,
     )
+    return cli.run_main(functools.partial(_in_precision, precision, evaluation))
+
+
+def _in_precision(precision: str, work):
+    """Runs `work()` with models built in `precision`."""
+    logging.info("Evaluating with the network in %s", precision)
+    with precision_lib.policy_scope(precision):
+        return work()
 
 
 def main(argv):
@@ -80,6 +115,8 @@ def main(argv):
         gin_bindings=FLAGS.gin_bindings,
         output_dir=FLAGS.output_dir,
         tpu=FLAGS.tpu,
+        precision=FLAGS.precision,
+        allow_emulated_bfloat16=FLAGS.allow_emulated_bfloat16,
     )
 
 

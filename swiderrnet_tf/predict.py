@@ -48,6 +48,7 @@ from swiderrnet_tf import cli
 from swiderrnet_tf import fileio
 from swiderrnet_tf.inference import coco_format
 from swiderrnet_tf.inference import export_lib
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import visualization
 
 FLAGS = flags.FLAGS
@@ -64,6 +65,17 @@ def define_flags():
     )
     flags.DEFINE_string("output_dir", None, "Folder for panoptic/, overlays/, panoptic.json.")
     flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the segment colours in the overlays.")
+    flags.DEFINE_string(
+        "precision",
+        None,
+        f"One of {precision_lib.PRECISIONS}; default: the SavedModel's. bfloat16 falls back "
+        "to the SavedModel's float32 signatures where the hardware lacks bfloat16.",
+    )
+    flags.DEFINE_boolean(
+        "allow_emulated_bfloat16",
+        False,
+        "Run bfloat16 even where the hardware lacks it (slower than float32).",
+    )
 
 
 class PredictError(ValueError):
@@ -169,8 +181,36 @@ def _progress(done: int, total: int, started: float, name: str) -> None:
     sys.stderr.flush()
 
 
-def predict(*, saved_model: str, image_patterns, output_dir: str, overlay_alpha=0.5) -> dict:
+def choose_signatures(metadata: dict, precision: str | None, allow_emulated: bool):
+    """`(precision, {"images": name, "bytes": name})` to run a SavedModel with.
+
+    Args:
+      metadata: The SavedModel's metadata (`export_lib.read_metadata`).
+      precision: Asked for; None for the SavedModel's own.
+      allow_emulated: Keep bfloat16 where the hardware lacks it.
+
+    Raises:
+      ValueError: On an unknown precision, or one the SavedModel lacks.
+    """
+    requested = precision or metadata.get("precision", "float32")
+    chosen = precision_lib.resolve_precision(requested, allow_emulated=allow_emulated)
+    return chosen, export_lib.signatures_for(metadata, chosen)
+
+
+def predict(
+    *,
+    saved_model: str,
+    image_patterns,
+    output_dir: str,
+    overlay_alpha=0.5,
+    precision: str | None = None,
+    allow_emulated_bfloat16: bool = False,
+) -> dict:
     """Predicts every image; writes the PNGs and `panoptic.json`; returns the JSON dict.
+
+    `precision` (default: the SavedModel's, its metadata's `precision`) picks
+    the signatures: a bfloat16 SavedModel also has float32 ones, used where
+    `precision_lib.resolve_precision` falls back to float32.
 
     Raises:
       PredictError: Naming the file that cannot be read or written; the
@@ -179,6 +219,10 @@ def predict(*, saved_model: str, image_patterns, output_dir: str, overlay_alpha=
       ValueError: When the SavedModel has no metadata.
     """
     metadata = export_lib.read_metadata(saved_model)
+    try:
+        chosen, signatures = choose_signatures(metadata, precision, allow_emulated_bfloat16)
+    except ValueError as e:
+        raise PredictError(f"{saved_model}: {e}") from e
     paths = find_images(image_patterns)
     # Output folders first: a bad --output_dir fails before the model loads.
     for folder in ("panoptic", "overlays"):
@@ -187,7 +231,8 @@ def predict(*, saved_model: str, image_patterns, output_dir: str, overlay_alpha=
         loaded = tf.saved_model.load(saved_model)
     except (OSError, tf.errors.OpError) as e:
         raise PredictError(f"{saved_model}: cannot load the SavedModel: {e}") from e
-    serve = loaded.signatures[metadata["signatures"]["images"]]
+    serve = loaded.signatures[signatures["images"]]
+    logging.info("Network in %s (signature %s)", chosen, signatures["images"])
     max_side = max(metadata["canvas_sides"])
     result = {
         "info": {"description": f"swiderrnet_tf predictions of {saved_model}"},
@@ -260,6 +305,8 @@ def main(argv):
             image_patterns=FLAGS.images,
             output_dir=FLAGS.output_dir,
             overlay_alpha=FLAGS.overlay_alpha,
+            precision=FLAGS.precision,
+            allow_emulated_bfloat16=FLAGS.allow_emulated_bfloat16,
         )
     )
 

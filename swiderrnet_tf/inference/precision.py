@@ -37,7 +37,7 @@ _ARM_FLAGS = ("bf16",)
 def check_precision(precision: str) -> str:
     """Returns `precision` if it is one of `PRECISIONS`; raises `ValueError` otherwise."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     return precision
 
 
@@ -155,6 +155,36 @@ def policy_scope(precision: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+@contextlib.contextmanager
+def computing_in(model, precision: str):
+    """Makes a model built in bfloat16 compute in `precision` while inside.
+
+    Switches the dtype policy of every layer that computes in bfloat16
+    (those pinned to float32, such as `ResizeToInput`, stay), and switches
+    it back on exit. The variables are the same either way, so functions
+    traced inside and outside share them: a SavedModel of both precisions
+    holds one copy of the weights.
+
+    Args:
+      model: A Keras model, built under `policy_scope`.
+      precision: `float32` or `bfloat16`.
+    """
+    check_precision(precision)
+    # Keras has no public walk over nested layers; `_flatten_layers` is its own.
+    switched = [
+        layer
+        for layer in model._flatten_layers(include_self=True)
+        if layer.dtype_policy.name == POLICIES["bfloat16"]
+    ]
+    for layer in switched:
+        layer.dtype_policy = POLICIES[precision]
+    try:
+        yield model
+    finally:
+        for layer in switched:
+            layer.dtype_policy = POLICIES["bfloat16"]
 
 
 def model_precision(model) -> str:
