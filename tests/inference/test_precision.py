@@ -21,6 +21,7 @@ from swiderrnet_tf.inference import precision
 from swiderrnet_tf.inference import serving
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.postprocess import panoptic_merge
+from swiderrnet_tf.tools import import_deeplab2
 from tests.inference import conftest
 from tests.inference import helpers
 
@@ -71,7 +72,11 @@ def test_bfloat16_model_convolves_in_bfloat16_and_returns_float32():
     convolutions = [
         op for op in graph.get_operations() if op.type in ("Conv2D", "DepthwiseConv2dNative")
     ]
-    assert convolutions and {op.inputs[0].dtype for op in convolutions} == {tf.bfloat16}
+    final = [op for op in convolutions if "final_conv" in op.name]
+    assert len(final) == 3  # the three heads' last 1x1 convolutions stay float32
+    assert {op.inputs[0].dtype for op in final} == {tf.float32}
+    rest = [op for op in convolutions if op not in final]
+    assert len(rest) > 30 and {op.inputs[0].dtype for op in rest} == {tf.bfloat16}
     outputs = function(images)
     assert {v.dtype for v in outputs.values()} == {tf.float32}
     with precision.computing_in(model, "float32"):
@@ -198,3 +203,32 @@ def test_commands_refuse_an_unknown_precision(capsys):
     )
     status = export.run(gin_files=[], checkpoint="runs/x", output="out", precision="fp8")
     assert status == 2 and "got 'fp8'" in capsys.readouterr().err
+
+
+def test_deeplab2_fixture_in_bfloat16_within_the_stated_tolerance(testdata):
+    """deeplab2's float32 outputs, reproduced in bfloat16 within docs/latency.md's tolerance.
+
+    The fixture's random weights amplify rounding: with 8 significant bits
+    every layer adds ~0.2% relative error, and the backbone endpoints already
+    differ by 2-5% on average. Tolerance: mean absolute error at most 4% of
+    the output's largest magnitude, at least 85% of the pixels of the
+    semantic argmax unchanged (measured: 1.3%, 3.0%, 1.1%; 90.5%).
+    """
+    fixture = testdata / "deeplab2_swidernet_tiny"
+    with precision.policy_scope("bfloat16"):
+        model = import_deeplab2.build_from_config(str(fixture / "config.textproto"))
+    import_deeplab2.assign_from_checkpoint(model, str(fixture / "ckpt" / "ckpt-1000"))
+    image = np.asarray(Image.open(fixture / "input.png"))[None]
+    outputs = model(image, training=False)
+    for key, name in (
+        ("semantic_logits", "semantic_logits"),
+        ("center_heatmap", "center_heatmap"),
+        ("offsets", "offset_map"),
+    ):
+        reference = np.load(fixture / f"{name}.npy")
+        actual = np.asarray(outputs[key]).reshape(reference.shape)
+        error = np.abs(actual - reference).mean() / np.abs(reference).max()
+        assert error < 0.04, (key, error)
+    semantic = np.argmax(np.asarray(outputs["semantic_logits"]), axis=-1)
+    agree = np.mean(semantic == np.load(fixture / "semantic_pred.npy"))
+    assert agree > 0.85, agree
