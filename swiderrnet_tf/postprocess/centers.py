@@ -213,7 +213,10 @@ def _candidates(target_y, target_x, center_y, center_x, is_used):
     middle_distance = ops.square(center_y - (y_low + y_high) / 2) + ops.square(
         center_x - (x_low + x_high) / 2
     )
-    reference = ops.argmin(ops.where(is_used, middle_distance, math.inf))
+    # Any center would do as the reference (the bound holds for each); top_k
+    # rather than argmin, whose TF form has an op TFLite lacks.
+    _, reference = ops.top_k(-ops.where(is_used, middle_distance, math.inf), 1)
+    reference = reference[0]
     bound = ops.max(
         ops.square(ops.take(center_y, reference) - target_y)
         + ops.square(ops.take(center_x, reference) - target_x)
@@ -230,8 +233,10 @@ def _nearest_in_tile(target_y, target_x, center_y, center_x, is_used, *, num_slo
     candidate, count = _candidates(target_y, target_x, center_y, center_x, is_used)
     num_chunks = math.ceil(num_slots / chunk)
     slots = ops.arange(num_slots, dtype="int32")
-    # Candidates first, in slot order, so ties go to the earlier center as before.
-    order = ops.argsort(ops.where(candidate, slots, num_slots + slots))
+    # Candidates first, in slot order, so ties go to the earlier center as before
+    # (top_k of distinct keys rather than argsort, which TFLite lacks for ints).
+    _, order = ops.top_k(ops.where(candidate, 2 * num_slots - slots, num_slots - slots), num_slots)
+    order = ops.cast(order, "int32")
     order = ops.pad(order, [[0, num_chunks * chunk - num_slots]])
     listed = ops.arange(num_chunks * chunk, dtype="int32") < count
     order_y = ops.where(listed, ops.take(center_y, ops.minimum(order, num_slots - 1)), math.inf)
