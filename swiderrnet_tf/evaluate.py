@@ -21,6 +21,10 @@ Cityscapes label ids for Cityscapes) and, for Cityscapes, also
 `DIR/instances/*_pred.txt` with their masks (instance-level format); zip them
 as the server asks. On a labeled split the metrics come as well.
 
+`--precision=bfloat16` builds the network in bfloat16 (see
+`swiderrnet_tf.inference.precision`); on hardware without bfloat16 it falls
+back to float32 with a warning, unless `--allow_emulated_bfloat16`.
+
 Exit status: 0 when done, 2 on a configuration, checkpoint, data or output
 error (one line on stderr naming the file or setting).
 """
@@ -32,11 +36,13 @@ import sys
 import tensorflow as tf
 from absl import app
 from absl import flags
+from absl import logging
 
 from swiderrnet_tf import cli
 from swiderrnet_tf import distribution
 from swiderrnet_tf import gin_config
 from swiderrnet_tf.evaluation import eval_loop
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import run_config
 
 FLAGS = flags.FLAGS
@@ -55,6 +61,17 @@ def define_flags():
         "Also write every image's prediction here in the test servers' formats (COCO "
         "panoptic PNG + JSON; Cityscapes also instance-level); the split may be unlabeled.",
     )
+    flags.DEFINE_string(
+        "precision",
+        "float32",
+        f"One of {precision_lib.PRECISIONS}: the network's compute precision (bfloat16 falls "
+        "back to float32 where the hardware lacks it).",
+    )
+    flags.DEFINE_boolean(
+        "allow_emulated_bfloat16",
+        False,
+        "Run bfloat16 even where the hardware lacks it (slower; to check its accuracy).",
+    )
 
 
 def run(
@@ -65,11 +82,16 @@ def run(
     output_dir=None,
     tpu=None,
     write_predictions=None,
+    precision="float32",
+    allow_emulated_bfloat16=False,
 ) -> int:
     """Evaluates `checkpoint`; returns the exit status."""
     try:
         if not checkpoint:
             raise ValueError("--checkpoint is required")
+        precision = precision_lib.resolve_precision(
+            precision, allow_emulated=allow_emulated_bfloat16
+        )
         run_config.parse(gin_files, gin_bindings)
         gin_config.check_config([("evaluate", eval_loop.evaluate.__wrapped__, eval_loop.PASSED)])
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -77,16 +99,22 @@ def run(
         return 2
     model_dir = checkpoint if tf.io.gfile.isdir(checkpoint) else os.path.dirname(checkpoint)
     strategy = distribution.create_strategy(tpu)
-    return cli.run_main(
-        functools.partial(
-            eval_loop.evaluate,
-            strategy=strategy,
-            model_dir=model_dir,
-            checkpoint=checkpoint,
-            output_dir=output_dir,
-            write_predictions=write_predictions,
-        )
+    evaluation = functools.partial(
+        eval_loop.evaluate,
+        strategy=strategy,
+        model_dir=model_dir,
+        checkpoint=checkpoint,
+        output_dir=output_dir,
+        write_predictions=write_predictions,
     )
+    return cli.run_main(functools.partial(_in_precision, precision, evaluation))
+
+
+def _in_precision(precision: str, work):
+    """Runs `work()` with models built in `precision`."""
+    logging.info("Evaluating with the network in %s", precision)
+    with precision_lib.policy_scope(precision):
+        return work()
 
 
 def main(argv):
@@ -99,6 +127,8 @@ def main(argv):
         output_dir=FLAGS.output_dir,
         tpu=FLAGS.tpu,
         write_predictions=FLAGS.write_predictions,
+        precision=FLAGS.precision,
+        allow_emulated_bfloat16=FLAGS.allow_emulated_bfloat16,
     )
 
 

@@ -21,6 +21,10 @@ the SavedModel accepts, see `swiderrnet_tf.inference.canvas_merge`);
 `--tflite_size=HxW` also writes `model.tflite` beside it: network and merge
 for uint8 images of that size, batch 1 (see `swiderrnet_tf.inference.tflite`).
 
+`--precision=bfloat16` runs the network in bfloat16 (batch norm folded, merge
+and softmax in float32) and adds float32 signatures of the same weights, which
+`predict` uses on machines without bfloat16 hardware (`inference/precision.py`).
+
 The SavedModel, its signatures and its metadata are described in
 `swiderrnet_tf.inference.serving` and `export_lib`; an export that fails
 leaves no half-written SavedModel. Exit status: 0 when done, 2 on a
@@ -42,6 +46,7 @@ from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import panoptic_predictor
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import run_config
 from swiderrnet_tf.inference import tflite
 
@@ -63,6 +68,12 @@ def define_flags():
     )
     flags.DEFINE_string("tflite_size", None, "Also write model.tflite for HxW images.")
     flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --output_dir folder.")
+    flags.DEFINE_string(
+        "precision",
+        "float32",
+        f"One of {precision_lib.PRECISIONS}: the SavedModel's network precision; bfloat16 "
+        "also writes float32 signatures of the same weights (see inference/precision.py).",
+    )
     flags.DEFINE_boolean(
         "jit_compile_merge",
         True,
@@ -84,6 +95,7 @@ def export_checkpoint(
     tflite_size=None,
     overwrite: bool = False,
     jit_compile_merge: bool = True,
+    precision: str = "float32",
 ) -> str:
     """Builds the model, restores `checkpoint` and writes the SavedModel to `output`.
 
@@ -103,16 +115,29 @@ def export_checkpoint(
       tflite_size: Optional (height, width): also write `model.tflite`.
       overwrite: Replace a non-empty `output`.
       jit_compile_merge: Compile the merge with XLA in the SavedModel.
+      precision: `float32` or `bfloat16`, the network's compute precision in
+        the SavedModel (written whatever this machine's CPU; a warning says
+        when it lacks bfloat16). The TFLite model is float32 either way.
 
     Returns:
       `output`.
     """
+    precision_lib.check_precision(precision)
+    if precision == "bfloat16":
+        supported, reason = precision_lib.bfloat16_supported()
+        if not supported:
+            logging.warning(
+                "Exporting in bfloat16 although %s: on such machines predict falls back to the "
+                "SavedModel's float32 signatures",
+                reason,
+            )
     info = dataset_info_lib.get_dataset_info(dataset_name)
     parent = os.path.dirname(output.rstrip("/"))
     if parent:
         # Before the model is built: a bad --output_dir fails at once.
         fileio.make_dirs(parent, "parent folder of the SavedModel")
-    model = model_fn(num_classes=info.num_classes)
+    with precision_lib.policy_scope(precision):
+        model = model_fn(num_classes=info.num_classes)
     step = checkpoints.restore_model(model, checkpoint)
     logging.info("Exporting %s (step %s) to %s", checkpoint, step, output)
     export_lib.export_saved_model(
@@ -128,7 +153,8 @@ def export_checkpoint(
     )
     if tflite_size is not None:
         settings = panoptic_predictor.merge_settings(info, **merge)
-        content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
+        with precision_lib.computing_in(model, "float32"):
+            content = tflite.convert_to_tflite(model, tflite_size, merge_settings=settings)
         path = os.path.join(output, TFLITE_FILE)
         with fileio.atomic_write(path, "wb") as f:
             f.write(content)
@@ -157,11 +183,13 @@ def run(
     tflite_size=None,
     overwrite=False,
     jit_compile_merge=True,
+    precision="float32",
 ) -> int:
     """Parses the config and exports; returns the exit status."""
     try:
         if not checkpoint or not output:
             raise ValueError("--checkpoint and --output_dir are required")
+        precision_lib.check_precision(precision)
         run_config.parse(gin_files, gin_bindings)
         settings = run_config.run_settings()
         sides = canvas_merge.check_canvas_sides(tuple(int(s) for s in canvas_sides))
@@ -178,6 +206,7 @@ def run(
             tflite_size=size,
             overwrite=overwrite,
             jit_compile_merge=jit_compile_merge,
+            precision=precision,
             **settings,
         )
     )
@@ -195,6 +224,7 @@ def main(argv):
         tflite_size=FLAGS.tflite_size,
         overwrite=FLAGS.overwrite,
         jit_compile_merge=FLAGS.jit_compile_merge,
+        precision=FLAGS.precision,
     )
 
 

@@ -47,6 +47,7 @@ from swiderrnet_tf import fileio
 from swiderrnet_tf import progress
 from swiderrnet_tf.inference import coco_format
 from swiderrnet_tf.inference import images as images_lib
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import predictor as predictor_lib
 from swiderrnet_tf.inference import visualization
 
@@ -69,6 +70,17 @@ def define_flags():
     )
     flags.DEFINE_string("output_dir", None, "Folder for panoptic/, overlays/, panoptic.json.")
     flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the segment colours in the overlays.")
+    flags.DEFINE_string(
+        "precision",
+        None,
+        f"One of {precision_lib.PRECISIONS}; default: a SavedModel's own, else float32. bfloat16 "
+        "falls back to float32 (a SavedModel's float32 signatures) where the hardware lacks it.",
+    )
+    flags.DEFINE_boolean(
+        "allow_emulated_bfloat16",
+        False,
+        "Run bfloat16 even where the hardware lacks it (slower than float32).",
+    )
 
 
 class PredictError(ValueError):
@@ -81,7 +93,15 @@ def _write_png(path: str, array) -> None:
 
 
 def predict(
-    *, model: str, image_patterns, output_dir: str, overlay_alpha=0.5, dataset=None, checkpoint=None
+    *,
+    model: str,
+    image_patterns,
+    output_dir: str,
+    overlay_alpha=0.5,
+    dataset=None,
+    checkpoint=None,
+    precision: str | None = None,
+    allow_emulated_bfloat16: bool = False,
 ) -> dict:
     """Predicts every image; writes the PNGs and `panoptic.json`; returns the JSON dict.
 
@@ -93,18 +113,28 @@ def predict(
       overlay_alpha: Weight of the segment colours in the overlays.
       dataset: The dataset of an imported deeplab2 model.
       checkpoint: A run folder's checkpoint (default: its newest).
+      precision, allow_emulated_bfloat16: See `Predictor.load`.
 
     Raises:
       PredictError: Naming the file that cannot be read or written; the
         images done before it are in `panoptic.json`.
       cli.FileAccessError: When an output folder or file cannot be written.
-      ValueError: When `model` is not a model folder.
+      PredictError: Also when `model` is not a model folder or lacks the precision.
     """
     paths = images_lib.find_images(image_patterns)
     # Output folders first: a bad --output_dir fails before the model loads.
     for folder in ("panoptic", "overlays"):
         fileio.make_dirs(os.path.join(output_dir, folder), "output folder")
-    predictor = predictor_lib.Predictor.load(model, dataset=dataset, checkpoint=checkpoint)
+    try:
+        predictor = predictor_lib.Predictor.load(
+            model,
+            dataset=dataset,
+            checkpoint=checkpoint,
+            precision=precision,
+            allow_emulated_bfloat16=allow_emulated_bfloat16,
+        )
+    except ValueError as e:
+        raise PredictError(str(e)) from e
     result = {
         "info": {"description": f"swiderrnet_tf predictions of {model}"},
         "images": [],
@@ -178,6 +208,8 @@ def main(argv):
             overlay_alpha=FLAGS.overlay_alpha,
             dataset=FLAGS.dataset,
             checkpoint=FLAGS.checkpoint,
+            precision=FLAGS.precision,
+            allow_emulated_bfloat16=FLAGS.allow_emulated_bfloat16,
         )
     )
 

@@ -40,15 +40,18 @@ from swiderrnet_tf import common
 from swiderrnet_tf.data import dataset_info as dataset_info_lib
 from swiderrnet_tf.inference import canvas_merge
 from swiderrnet_tf.inference import panoptic_predictor
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import serving
 
 METADATA_FILE = "panoptic_metadata.json"
 METADATA_VERSION = 1
 
 
-def build_metadata(info, *, merge, scales, flip, category_ids, model_name, num_parameters):
+def build_metadata(
+    info, *, merge, scales, flip, category_ids, model_name, num_parameters, precision="float32"
+):
     """The metadata dict stored beside the SavedModel (see `read_metadata`)."""
-    return {
+    metadata = {
         "version": METADATA_VERSION,
         "dataset": info.name,
         "num_classes": info.num_classes,
@@ -70,7 +73,28 @@ def build_metadata(info, *, merge, scales, flip, category_ids, model_name, num_p
         },
         "outputs": list(serving.OUTPUT_KEYS),
         "model": {"name": model_name, "parameters": int(num_parameters)},
+        "precision": precision,
     }
+    if precision != "float32":
+        metadata["float32_signatures"] = dict(serving.FLOAT32_SIGNATURES)
+    return metadata
+
+
+def signatures_for(metadata: dict, precision: str) -> dict:
+    """`{"images": name, "bytes": name}` of the signatures that run in `precision`.
+
+    Raises:
+      ValueError: When the SavedModel has no signatures of that precision.
+    """
+    exported = metadata.get("precision", "float32")
+    if precision == exported:
+        return metadata["signatures"]
+    if precision == "float32" and "float32_signatures" in metadata:
+        return metadata["float32_signatures"]
+    raise ValueError(
+        f"the SavedModel was exported in {exported} and has no {precision} signatures; "
+        f"export it again with --precision={precision}"
+    )
 
 
 def export_saved_model(
@@ -92,6 +116,9 @@ def export_saved_model(
 
     Args:
       model: A Panoptic-DeepLab Keras model (TensorFlow backend), weights loaded.
+        Built under `precision.policy_scope("bfloat16")`, the SavedModel runs
+        its network in bfloat16 and also has float32 signatures of the same
+        weights (`serving.FLOAT32_SIGNATURES`); the metadata records which.
       dataset_info: The `DatasetInfo` it was trained on (classes, things,
         label divisor, stuff area limit, void, names, colours).
       output_dir: Where to write (local or gs://).
@@ -124,6 +151,7 @@ def export_saved_model(
             f"the model predicts {num_classes} classes but dataset {dataset_info.name!r} "
             f"has {dataset_info.num_classes}"
         )
+    model_precision = precision_lib.model_precision(model)
     category_ids = tuple(category_ids or dataset_info.category_ids)
     if len(category_ids) != num_classes:
         raise ValueError(f"category_ids has {len(category_ids)} entries, expected {num_classes}")
@@ -146,6 +174,7 @@ def export_saved_model(
         category_ids=category_ids,
         model_name=model.name,
         num_parameters=sum(int(np.prod(w.shape)) for w in model.weights),
+        precision=model_precision,
     )
     with tempfile.TemporaryDirectory() as scratch:
         metadata_path = os.path.join(scratch, METADATA_FILE)
@@ -154,8 +183,13 @@ def export_saved_model(
         module = serving.PanopticServingModule(
             model, merge, scales=scales, flip=flip, metadata_path=metadata_path
         )
-        logging.info("Tracing the signatures (%d merge canvases)", len(merge.sides) ** 2)
+        logging.info(
+            "Tracing the %s signatures (%d merge canvases)", model_precision, len(merge.sides) ** 2
+        )
         signatures = module.signatures()
+        if model_precision != "float32":
+            logging.info("Tracing the float32 signatures of the same weights")
+            signatures.update(module.float32_signatures())
         try:
             with cli.file_access(output_dir, "write the SavedModel"):
                 tf.saved_model.save(module, output_dir, signatures=signatures)

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from swiderrnet_tf import common
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.meta_arch import panoptic_deeplab
 from swiderrnet_tf.postprocess import merge_layer
 
@@ -261,17 +262,21 @@ def random_weights(model, seed: int) -> list[np.ndarray]:
     return values
 
 
-def build_random_model(variant: str, regime: str, num_classes: int, seed: int = 0):
+def build_random_model(
+    variant: str, regime: str, num_classes: int, seed: int = 0, precision: str = "float32"
+):
     """Panoptic-DeepLab on `variant` (paper backbone) with random weights.
 
     Latency does not depend on the weights. Under JAX the model is built
     without running its initializers (each would cost a JAX compilation).
+    `precision` is the network's compute precision (`precision.policy_scope`).
     """
 
     def build():
-        return panoptic_deeplab.build_panoptic_deeplab(
-            variant, num_classes, regime, backbone_options=dict(PAPER_BACKBONE_OPTIONS)
-        )
+        with precision_lib.policy_scope(precision):
+            return panoptic_deeplab.build_panoptic_deeplab(
+                variant, num_classes, regime, backbone_options=dict(PAPER_BACKBONE_OPTIONS)
+            )
 
     if keras.backend.backend() == "jax":
         with keras.StatelessScope(initialize_variables=False):
@@ -281,3 +286,33 @@ def build_random_model(variant: str, regime: str, num_classes: int, seed: int = 
     for weight, value in zip(model.weights, random_weights(model, seed), strict=True):
         weight.assign(value)
     return model
+
+
+def matmul_gflops(precision: str, *, size: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of a `size` x `size` matmul in `precision`, compiled as the network.
+
+    The yardstick for the network's achieved GFLOP/s: what this machine's
+    matrix unit gives the backend's own kernels, measured in the same run
+    (on a shared CPU the peak moves with the load).
+    """
+    precision_lib.check_precision(precision)
+    a = keras.ops.cast(
+        np.random.default_rng(0).normal(size=(size, size)).astype(np.float32), precision
+    )
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        matmul = tf.function(keras.ops.matmul, autograph=False)
+    elif backend == "jax":
+        import jax
+
+        matmul = jax.jit(keras.ops.matmul)
+    else:
+        raise ValueError(f"the matmul peak is measured on tensorflow or jax, not {backend}")
+    _block(matmul(a, a))
+    times = []
+    for _ in range(repeats):
+        wall, _ = _timed(lambda: _block(matmul(a, a)))
+        times.append(wall)
+    return 2 * size**3 / statistics.median(times) / 1e9

@@ -38,6 +38,7 @@ from swiderrnet_tf.inference import checkpoints
 from swiderrnet_tf.inference import export_lib
 from swiderrnet_tf.inference import images as images_lib
 from swiderrnet_tf.inference import panoptic_predictor
+from swiderrnet_tf.inference import precision as precision_lib
 from swiderrnet_tf.inference import run_config
 
 _MAPS = (common.PANOPTIC, common.SEMANTIC, common.INSTANCE)
@@ -136,6 +137,25 @@ def _dataset(dataset) -> dataset_info_lib.DatasetInfo:
     return dataset_info_lib.get_dataset_info(dataset)
 
 
+def choose_signatures(metadata: dict, precision: str | None, allow_emulated: bool):
+    """`(precision, {"images": name, "bytes": name})` to run a SavedModel with.
+
+    A bfloat16 SavedModel also has float32 signatures of the same weights,
+    used where `precision.resolve_precision` falls back to float32.
+
+    Args:
+      metadata: The SavedModel's metadata (`export_lib.read_metadata`).
+      precision: Asked for; None for the SavedModel's own.
+      allow_emulated: Keep bfloat16 where the hardware lacks it.
+
+    Raises:
+      ValueError: On an unknown precision, or one the SavedModel lacks.
+    """
+    requested = precision or metadata.get("precision", "float32")
+    chosen = precision_lib.resolve_precision(requested, allow_emulated=allow_emulated)
+    return chosen, export_lib.signatures_for(metadata, chosen)
+
+
 class Predictor:
     """Runs a trained Panoptic-DeepLab on images (see the module docstring).
 
@@ -156,7 +176,15 @@ class Predictor:
         self.source = source
 
     @classmethod
-    def load(cls, path: str, *, dataset=None, checkpoint: str | None = None) -> "Predictor":
+    def load(
+        cls,
+        path: str,
+        *,
+        dataset=None,
+        checkpoint: str | None = None,
+        precision: str | None = None,
+        allow_emulated_bfloat16: bool = False,
+    ) -> "Predictor":
         """A predictor from a run folder, a SavedModel or an imported deeplab2 model.
 
         Args:
@@ -165,22 +193,35 @@ class Predictor:
             of `tools.import_deeplab2`.
           dataset: The dataset (name or `DatasetInfo`) of an imported model.
           checkpoint: A run folder's checkpoint (default: its newest).
+          precision: The network's precision, `float32` or `bfloat16`
+            (default: a SavedModel's own, else float32). bfloat16 falls back
+            to float32 with a warning where the hardware lacks it
+            (`precision.resolve_precision`).
+          allow_emulated_bfloat16: Keep bfloat16 on such hardware.
 
         Raises:
-          ValueError: When `path` is none of these, naming what was looked for.
+          ValueError: When `path` is none of these, naming what was looked for,
+            or on a precision the model cannot run in.
         """
         path = os.fspath(path)
         if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-            return cls.from_saved_model(path)
+            return cls.from_saved_model(
+                path, precision=precision, allow_emulated_bfloat16=allow_emulated_bfloat16
+            )
+        chosen = precision_lib.resolve_precision(
+            precision or "float32", allow_emulated=allow_emulated_bfloat16
+        )
         if tf.io.gfile.exists(os.path.join(path, "model_config.json")):
             if dataset is None:
                 raise ValueError(
                     f"{path} is an imported deeplab2 model: give its dataset, e.g. "
                     "Predictor.load(path, dataset='cityscapes')"
                 )
-            return cls.from_deeplab2(path, dataset=dataset)
+            with precision_lib.policy_scope(chosen):
+                return cls.from_deeplab2(path, dataset=dataset)
         if tf.io.gfile.exists(os.path.join(path, "config.gin")):
-            return cls.from_run(path, checkpoint=checkpoint)
+            with precision_lib.policy_scope(chosen):
+                return cls.from_run(path, checkpoint=checkpoint)
         raise ValueError(
             f"{path}: not a run folder (config.gin), a SavedModel (saved_model.pb) or an "
             "imported deeplab2 model (model_config.json)"
@@ -234,15 +275,28 @@ class Predictor:
         return cls(_compiled(predict), info, source=run_dir)
 
     @classmethod
-    def from_saved_model(cls, path: str) -> "Predictor":
-        """A predictor of a SavedModel written by `swiderrnet_tf.export`."""
+    def from_saved_model(
+        cls, path: str, *, precision: str | None = None, allow_emulated_bfloat16: bool = False
+    ) -> "Predictor":
+        """A predictor of a SavedModel written by `swiderrnet_tf.export`.
+
+        Args:
+          path: The SavedModel folder.
+          precision, allow_emulated_bfloat16: Pick the signatures, see
+            `choose_signatures`.
+        """
         path = os.fspath(path)
         metadata = export_lib.read_metadata(path)
+        try:
+            chosen, signatures = choose_signatures(metadata, precision, allow_emulated_bfloat16)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
         try:
             loaded = tf.saved_model.load(path)
         except (OSError, tf.errors.OpError) as e:
             raise ValueError(f"{path}: cannot load the SavedModel: {e}") from e
-        serve = loaded.signatures[metadata["signatures"]["images"]]
+        serve = loaded.signatures[signatures["images"]]
+        logging.info("Network in %s (signature %s)", chosen, signatures["images"])
 
         def run(images):
             outputs = serve(images=tf.constant(images))

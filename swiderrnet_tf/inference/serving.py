@@ -6,7 +6,11 @@ Two signatures, both ending in the Panoptic-DeepLab merge:
     or BMP files (TF Serving's REST API sends them as `{"b64": ...}`); the
     images of one call must share their size.
 
-Both return (`b` batch, `h`, `w` image size, `c` classes, `k` center slots):
+A SavedModel exported in bfloat16 (`precision` in its metadata) also has
+`serving_float32` and `serving_bytes_float32`: the same weights, the network
+in float32, for machines without bfloat16 hardware.
+
+All return (`b` batch, `h`, `w` image size, `c` classes, `k` center slots):
   * `panoptic` `[b, h, w]` int32, `class * label_divisor + instance`, void
     pixels `ignore_label * label_divisor`;
   * `semantic` `[b, h, w]` int32; `instance` `[b, h, w]` int32 (0: none);
@@ -31,9 +35,13 @@ import tensorflow as tf
 
 from swiderrnet_tf import common
 from swiderrnet_tf.inference import multi_scale
+from swiderrnet_tf.inference import precision
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
+# A bfloat16 SavedModel also serves its network in float32 under these names,
+# for machines without bfloat16 hardware (`precision.resolve_precision`).
+FLOAT32_SIGNATURES = {"images": "serving_float32", "bytes": "serving_bytes_float32"}
 OUTPUT_KEYS = (
     common.PANOPTIC,
     common.SEMANTIC,
@@ -166,11 +174,30 @@ class PanopticServingModule(tf.Module):
         )
 
     def signatures(self) -> dict:
-        """The signatures to save, by name."""
+        """The signatures to save, by name, traced in the model's own precision."""
         return {
             IMAGES_SIGNATURE: self.serve_images.get_concrete_function(),
             BYTES_SIGNATURE: self.serve_bytes.get_concrete_function(),
         }
+
+    def float32_signatures(self) -> dict:
+        """`FLOAT32_SIGNATURES`, traced with the network in float32 (same variables).
+
+        Call it only on a model built in bfloat16.
+        """
+        self.serve_images_float32 = tf.function(
+            self._serve_images,
+            input_signature=[tf.TensorSpec(None, tf.uint8, name="images")],
+        )
+        self.serve_bytes_float32 = tf.function(
+            self._serve_bytes,
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
+        with precision.computing_in(self.model, "float32"):
+            return {
+                FLOAT32_SIGNATURES["images"]: self.serve_images_float32.get_concrete_function(),
+                FLOAT32_SIGNATURES["bytes"]: self.serve_bytes_float32.get_concrete_function(),
+            }
 
     def predict(self, images) -> dict:
         """uint8 `[b, h, w, 3]` images (checked) -> the output dict."""

@@ -10,20 +10,27 @@ pixel on even sizes.
 `conv_bn_act` is the regular/separable switch that the Panoptic-DeepLab regimes
 use (the paper's "Sep-Conv").
 
-In inference with float32 compute, batch norm is folded into the convolution
-(`kernel * scale`, then a bias), which lets TensorFlow's CPU graph optimiser fuse
-convolution, bias and ReLU into one kernel; Keras 3's batch norm is otherwise two
-extra passes over every feature map. The result equals conv -> BN to float
-rounding.
+In inference, in float32 and in bfloat16 compute alike, batch norm is folded
+into the convolution (`kernel * scale`, then a bias), which lets TensorFlow's
+graph optimiser fuse convolution, bias and ReLU into one kernel; Keras 3's batch
+norm is otherwise two extra passes over every feature map (and, in bfloat16, a
+cast to float32 and back around them). The folded kernel is computed from the
+float32 weights and rounded to the compute dtype once. Where the global
+context module sits between the convolution and its batch norm (stage 5 with
+SAC), batch norm runs as one multiply-add in the compute dtype instead. The
+result equals conv -> BN to the compute dtype's rounding.
 """
 
 import keras
 from keras import ops
+from keras.src import backend as keras_backend
 
 from swiderrnet_tf.layers import normalization
 from swiderrnet_tf.layers import switchable_atrous_conv
 
 CONV_TYPES = ("standard", "separable")
+# Compute dtypes whose inference folds batch norm (tested in both).
+FOLDED_DTYPES = ("float32", "bfloat16")
 
 
 def _symmetric_padding(kernel_size: int, atrous_rate: int) -> tuple[int, int]:
@@ -36,6 +43,17 @@ def folded_batch_norm(batch_norm: keras.layers.BatchNormalization):
     """Per-channel (scale, bias) with `BN(x) = x * scale + bias` in inference."""
     scale = batch_norm.gamma * ops.rsqrt(batch_norm.moving_variance + batch_norm.epsilon)
     return scale, batch_norm.beta - batch_norm.moving_mean * scale
+
+
+def float32_value(variable):
+    """A float32 variable's unrounded value, also where the layer autocasts its weights.
+
+    Under a mixed policy, reading a kernel inside `call` rounds it to the
+    compute dtype; the fold multiplies the float32 kernel by the batch-norm
+    scale and rounds the product once. Keras has no public switch for this.
+    """
+    with keras_backend.AutocastScope(None):
+        return ops.convert_to_tensor(variable.value)
 
 
 def _padded_shape(shape, padding: tuple[int, int]):
@@ -158,39 +176,35 @@ class ConvBN(keras.layers.Layer):
             self.batch_norm.build(shape)
 
     def call(self, inputs, training=None):
+        dtype = self.compute_dtype
         x = inputs
         if self.global_context:
             x = self.pre_global_context(x)
         if self.padding is not None:
             x = ops.pad(x, ((0, 0), self.padding, self.padding, (0, 0)))
-        if self._fold_batch_norm(training):
+        inference_bn = not training and self.use_bn and dtype in FOLDED_DTYPES
+        if inference_bn and not self.global_context and isinstance(self.conv, keras.layers.Conv2D):
             scale, bias = folded_batch_norm(self.batch_norm)
             x = ops.conv(
                 x,
-                self.conv.kernel * scale,
+                ops.cast(float32_value(self.conv.kernel) * scale, dtype),
                 strides=self.strides,
                 padding=self.conv.padding,
                 dilation_rate=self.atrous_rate,
             )
-            x = x + bias
+            x = x + ops.cast(bias, dtype)
         else:
             x = self.conv(x)
             if self.global_context:
                 x = self.post_global_context(x)
-            if self.use_bn:
+            if inference_bn:
+                scale, bias = folded_batch_norm(self.batch_norm)
+                x = x * ops.cast(scale, dtype) + ops.cast(bias, dtype)
+            elif self.use_bn:
                 x = self.batch_norm(x, training=training)
         if self.activation == "relu":
             x = ops.relu(x)
         return x
-
-    def _fold_batch_norm(self, training) -> bool:
-        return (
-            not training
-            and self.use_bn
-            and not self.global_context
-            and isinstance(self.conv, keras.layers.Conv2D)
-            and self.compute_dtype == "float32"
-        )
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -271,11 +285,14 @@ class SeparableConvBN(keras.layers.Layer):
         self.pointwise.build(input_shape)
 
     def call(self, inputs, training=None):
-        if not training and self.compute_dtype == "float32":
+        dtype = self.compute_dtype
+        if not training and dtype in FOLDED_DTYPES:
             scale, bias = folded_batch_norm(self.depthwise_batch_norm)
-            kernel = self.depthwise_conv.kernel * ops.reshape(scale, (1, 1, -1, 1))
-            x = ops.depthwise_conv(inputs, kernel, padding="same", dilation_rate=self.atrous_rate)
-            x = x + bias
+            kernel = float32_value(self.depthwise_conv.kernel) * ops.reshape(scale, (1, 1, -1, 1))
+            x = ops.depthwise_conv(
+                inputs, ops.cast(kernel, dtype), padding="same", dilation_rate=self.atrous_rate
+            )
+            x = x + ops.cast(bias, dtype)
         else:
             x = self.depthwise_conv(inputs)
             x = self.depthwise_batch_norm(x, training=training)

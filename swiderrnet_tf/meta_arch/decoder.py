@@ -183,14 +183,17 @@ class PredictionHead(keras.layers.Layer):
             name="conv_block",
             dtype=self.dtype_policy,
         )
-        # Panoptic-DeepLab initialises the last layers with a small normal.
+        # Panoptic-DeepLab initialises the last layers with a small normal. float32
+        # under every policy: heatmap values rounded to bfloat16 make plateaus
+        # whose equal maxima all survive NMS and split instances (PQ 88.0 -> 83.5
+        # on the demo model), and near-equal logits tie.
         self.final_conv = keras.layers.Conv2D(
             output_channels,
             1,
             use_bias=True,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
             name="final_conv",
-            dtype=self.dtype_policy,
+            dtype="float32",
         )
 
     def build(self, input_shape):

@@ -61,6 +61,11 @@ def test_jax_matches_tensorflow(tmp_path, testdata):
             ),
             test_deeplab2_fixture.FIXTURE_SETTINGS,
         ),
+        # Larger than one grouping tile (centers.TILE), so tiles and pruning run.
+        "tiles": (
+            test_panoptic_merge.random_outputs(13, 1, height=300, width=270),
+            dict(test_panoptic_merge.RANDOM_SETTINGS, keep_k_centers=40),
+        ),
     }
     arrays = {}
     for name, ((logits, heatmap, offsets), _) in cases.items():
