@@ -64,16 +64,7 @@ def _entry_points(mode: str):
     if mode in ("train", "train_and_eval"):
         points.append(("train", train_fn, ("strategy", "model_dir", "evaluate_fn")))
     if mode != "train":
-        passed = (
-            "strategy",
-            "model_dir",
-            "model",
-            "checkpoint",
-            "output_dir",
-            "step",
-            "until_step",
-        )
-        points.append(("evaluate", eval_fn, passed))
+        points.append(("evaluate", eval_fn, eval_loop.PASSED))
     return points
 
 
